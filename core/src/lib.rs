@@ -1,0 +1,11 @@
+//! Tern's broker core.
+//!
+//! This crate owns everything a broker process is made of; the NameServer and the gateway depend on
+//! it, never the other way round.
+//!
+//! - [`store`]: the message store: CommitLog, ConsumeQueue, IndexFile, flush, recovery, retention.
+//! - [`java_hash`]: Java's `String.hashCode`, which RocketMQ uses for tags codes, index slots and
+//!   ordering-key queue selection, so every process must compute it bit for bit the same way.
+
+pub mod java_hash;
+pub mod store;

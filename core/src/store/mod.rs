@@ -1,0 +1,50 @@
+//! The message store (reference §1–6).
+//!
+//! One append-only [CommitLog](commit_log) holds every message of every topic. A dispatcher
+//! follows it and maintains a [ConsumeQueue](consume_queue) per (topic, queue), the positional
+//! index consumers read through, and [IndexFiles](index_file) for lookups by key. Durability comes
+//! from [flushing](flush) (group commit under SYNC_FLUSH), the [checkpoint](checkpoint) and
+//! [recovery] after a crash; [retention] keeps the disk from filling up.
+//!
+//! Everything is reached through [`MessageStore`].
+
+mod checkpoint;
+mod commit_log;
+mod config;
+mod consume_queue;
+mod dispatcher;
+mod error;
+mod flush;
+mod health;
+mod index_file;
+mod index_service;
+mod mapped_file;
+mod message;
+mod message_store;
+mod read;
+mod record;
+mod recovery;
+mod retention;
+mod segment_allocator;
+mod store_lock;
+
+pub use checkpoint::CheckpointValues;
+pub use commit_log::{AppendedRecord, MAX_BATCH_MESSAGES};
+pub use config::{FlushDiskType, Preallocate, StoreConfig};
+pub use consume_queue::{CqEntry, ENTRY_SIZE as CONSUME_QUEUE_ENTRY_SIZE};
+pub use dispatcher::{Arrival, ArrivalListener};
+pub use error::StoreError;
+pub use message::{
+    DLQ_TOPIC_PREFIX, MAX_PROPERTIES_SIZE, Message, Properties, RETRY_TOPIC_PREFIX, SCHEDULE_TOPIC,
+    find_property, now_millis, offset_message_id, parse_offset_message_id, property, sys_flag,
+};
+pub use message_store::{BatchPutResult, MessageStore, PutResult, PutStatus};
+pub use read::{GetResult, GetStatus, MAX_GET_COUNT, MAX_QUERY_RESULTS, SelectedMessage};
+pub use record::pos as record_pos;
+pub use record::{
+    BLANK_MAGIC, Entry, FIXED_OVERHEAD_V1_IPV4, MAGIC_V1, MAGIC_V2, MAX_SYSTEM_TOPIC_LEN,
+    MAX_TOPIC_LEN, RecordError, RecordView, StoredMessage, body_crc, decode as decode_record,
+    max_record_size,
+};
+pub use recovery::RecoveryReport;
+pub use retention::RetentionReport;
