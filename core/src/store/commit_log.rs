@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -69,6 +70,8 @@ pub(crate) struct CommitLog {
     flushed: AtomicU64,
     /// Store timestamp of the newest flushed record (the checkpoint's physicMsgTimestamp).
     flushed_timestamp: AtomicI64,
+    /// Flushes that wrote something (for statistics: group commit shows as flushes ≪ appends).
+    flush_count: AtomicU64,
 }
 
 impl CommitLog {
@@ -86,8 +89,8 @@ impl CommitLog {
             )));
         }
         let mut segments = Vec::with_capacity(files.len());
-        let count = files.len();
-        for (i, (base, path)) in files.into_iter().enumerate() {
+        for (i, (base, path)) in files.iter().enumerate() {
+            let (base, path) = (*base, path.clone());
             if base % size != 0 {
                 return Err(StoreError::Corrupt(format!(
                     "{} does not start at a multiple of the segment size {size}",
@@ -106,11 +109,13 @@ impl CommitLog {
                 .context(|| format!("reading {}", path.display()))?
                 .len();
             if actual != size {
-                // A short *last* segment is a torn tail (a crash or a cut copy): keep what is in it
-                // and let recovery find where the records end. Anywhere else, or longer, it is not
-                // a segment of this store's size and guessing would lose data.
-                if i + 1 == count && actual < size {
-                    warn!(path = %path.display(), actual, size, "last CommitLog segment is short; extending it for recovery");
+                // A short segment with nothing but unused (pre-allocated) segments after it is a
+                // torn tail (a crash or a cut copy): keep what is in it and let recovery find
+                // where the records end. Anywhere else, or longer, it is not a segment of this
+                // store's size, and guessing would lose data.
+                let tail_is_unused = files[i + 1..].iter().all(|(_, p)| starts_with_zero_size(p));
+                if actual < size && tail_is_unused {
+                    warn!(path = %path.display(), actual, size, "CommitLog segment is short; extending it for recovery");
                     let file = std::fs::OpenOptions::new()
                         .write(true)
                         .open(&path)
@@ -152,6 +157,7 @@ impl CommitLog {
             written_timestamp: AtomicI64::new(0),
             flushed: AtomicU64::new(0),
             flushed_timestamp: AtomicI64::new(0),
+            flush_count: AtomicU64::new(0),
         })
     }
 
@@ -209,6 +215,10 @@ impl CommitLog {
             FlushDiskType::AsyncFlush => self.written(),
             FlushDiskType::SyncFlush => self.flushed(),
         }
+    }
+
+    pub(crate) fn flush_count(&self) -> u64 {
+        self.flush_count.load(Ordering::Relaxed)
     }
 
     pub(crate) fn dirty_pages(&self) -> u64 {
@@ -384,6 +394,7 @@ impl CommitLog {
                 segment.flush()?;
             }
             self.flushed.fetch_max(target, Ordering::AcqRel);
+            self.flush_count.fetch_add(1, Ordering::Relaxed);
         }
         self.flushed_timestamp
             .fetch_max(timestamp, Ordering::AcqRel);
@@ -492,6 +503,17 @@ impl CommitLog {
     /// Waits for a background segment allocation so no thread outlives the store.
     pub(crate) fn finish_allocation(&self) {
         self.allocator.finish();
+    }
+}
+
+/// True if the file's first record slot is empty (TOTALSIZE zero or not even there): a segment
+/// that was pre-allocated but never written.
+fn starts_with_zero_size(path: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 4];
+    match std::fs::File::open(path).and_then(|f| f.read_at(&mut head, 0)) {
+        Ok(n) => head[..n].iter().all(|&b| b == 0),
+        Err(_) => false,
     }
 }
 

@@ -35,6 +35,9 @@ pub(crate) struct GroupCommit {
     requested: AtomicU64,
     state: watch::Sender<Flushed>,
     flusher: OnceLock<Thread>,
+    /// Tests hold the flusher still to observe a flush timeout.
+    #[cfg(test)]
+    pub(crate) paused: AtomicBool,
 }
 
 impl GroupCommit {
@@ -47,6 +50,8 @@ impl GroupCommit {
             requested: AtomicU64::new(flushed),
             state,
             flusher: OnceLock::new(),
+            #[cfg(test)]
+            paused: AtomicBool::new(false),
         }
     }
 
@@ -116,6 +121,11 @@ pub(crate) fn run_group_commit(
     stop: &AtomicBool,
 ) {
     loop {
+        #[cfg(test)]
+        if group.paused.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
+            std::thread::park_timeout(Duration::from_millis(1));
+            continue;
+        }
         let pending = group.requested().max(log.written()) > log.flushed();
         if pending && health.failure().is_none() {
             if flush_once(log, group, health) {
@@ -159,5 +169,40 @@ pub(crate) fn run_periodic(
                 flush_once(log, group, health);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiters_wake_on_publish_time_out_or_fail() {
+        let group = GroupCommit::new(100);
+        assert_eq!(
+            group.wait(100, Duration::from_millis(10)).await,
+            FlushWait::Done
+        );
+        assert_eq!(
+            group.wait(200, Duration::from_millis(20)).await,
+            FlushWait::TimedOut
+        );
+        let waiter = group.wait(200, Duration::from_secs(10));
+        let publisher = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            group.publish(250);
+        };
+        let (result, ()) = tokio::join!(waiter, publisher);
+        assert_eq!(result, FlushWait::Done);
+        group.fail("disk on fire");
+        assert_eq!(
+            group.wait(300, Duration::from_secs(10)).await,
+            FlushWait::Failed("disk on fire".into())
+        );
+        assert_eq!(
+            group.wait(250, Duration::from_secs(10)).await,
+            FlushWait::Done,
+            "already flushed"
+        );
     }
 }

@@ -46,6 +46,18 @@ pub struct PutResult {
     pub offset_message_id: String,
 }
 
+/// Positions and counters, for monitoring.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoreStats {
+    pub min_physical_offset: u64,
+    pub max_physical_offset: u64,
+    pub flushed_physical_offset: u64,
+    pub dispatched_physical_offset: u64,
+    /// CommitLog flushes (fsyncs) that wrote something since the store was opened.
+    pub commit_log_flushes: u64,
+    pub disk_used_ratio: f64,
+}
+
 /// The outcome of appending a batch: one status for all, one record per message in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchPutResult {
@@ -394,6 +406,17 @@ impl MessageStore {
         self.inner.dispatcher.position()
     }
 
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            min_physical_offset: self.min_physical_offset(),
+            max_physical_offset: self.max_physical_offset(),
+            flushed_physical_offset: self.flushed_physical_offset(),
+            dispatched_physical_offset: self.dispatched_physical_offset(),
+            commit_log_flushes: self.inner.log.flush_count(),
+            disk_used_ratio: self.disk_used_ratio(),
+        }
+    }
+
     /// Installs the listener told about every message that becomes consumable. Only one may be set.
     pub fn set_arrival_listener(&self, listener: Arc<dyn ArrivalListener>) -> bool {
         self.inner.dispatcher.set_listener(listener)
@@ -575,9 +598,106 @@ impl Inner {
             queues: &self.queues,
             index: &self.index,
             health: &self.health,
-            safe_end: self.dispatcher.position().min(self.log.flushed()),
+            safe_end: self.dispatcher.position(),
             now_ms,
             time_to_delete,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_fsync_answers_flush_disk_timeout_but_keeps_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::for_tests(dir.path());
+        config.flush_disk_type = FlushDiskType::SyncFlush;
+        config.sync_flush_timeout_ms = 50;
+        let store = MessageStore::open(config).unwrap();
+        store
+            .inner
+            .group_commit
+            .paused
+            .store(true, Ordering::Release);
+        let result = store
+            .put_message(Message::new("T", 0, "late"))
+            .await
+            .unwrap();
+        assert_eq!(result.status, PutStatus::FlushDiskTimeout);
+        assert_eq!(store.flushed_physical_offset(), 0);
+        assert_eq!(
+            store.max_offset("T", 0),
+            0,
+            "not visible before it is flushed"
+        );
+        store
+            .inner
+            .group_commit
+            .paused
+            .store(false, Ordering::Release);
+        let next = store
+            .put_message(Message::new("T", 0, "on time"))
+            .await
+            .unwrap();
+        assert_eq!(next.status, PutStatus::Ok);
+        assert_eq!(
+            next.record.queue_offset, 1,
+            "the timed-out message kept its offset"
+        );
+        assert!(store.flushed_physical_offset() >= next.record.physical_offset);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_sync_appenders_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::for_tests(dir.path());
+        config.flush_disk_type = FlushDiskType::SyncFlush;
+        let store = Arc::new(MessageStore::open(config).unwrap());
+        let appends_per_task = 40;
+        let tasks: Vec<_> = (0..64)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..appends_per_task {
+                        let msg = Message::new("G", t % 8, format!("{t}-{i}"));
+                        assert_eq!(store.put_message(msg).await.unwrap().status, PutStatus::Ok);
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let appends = 64 * appends_per_task as u64;
+        let flushes = store.stats().commit_log_flushes;
+        // One fsync per append would be `appends`; group commit shares each among many writers.
+        assert!(
+            flushes * 2 <= appends,
+            "{flushes} flushes for {appends} appends"
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_false_does_not_wait_for_the_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::for_tests(dir.path());
+        config.flush_disk_type = FlushDiskType::SyncFlush;
+        config.sync_flush_timeout_ms = 10_000;
+        let store = MessageStore::open(config).unwrap();
+        store
+            .inner
+            .group_commit
+            .paused
+            .store(true, Ordering::Release);
+        let msg = Message::new("W", 0, "fire and forget").with_property(property::WAIT, "false");
+        let result = store.put_message(msg).await.unwrap();
+        assert_eq!(result.status, PutStatus::Ok);
+        store
+            .inner
+            .group_commit
+            .paused
+            .store(false, Ordering::Release);
     }
 }

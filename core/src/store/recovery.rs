@@ -112,6 +112,8 @@ pub(crate) fn recover(input: RecoveryInput<'_>) -> Result<RecoveryReport, StoreE
     let replayed_records = dispatcher.dispatch_until(log_end, false)?;
     dispatcher.set_position(log_end, last_timestamp);
     log.set_queue_offsets(queues.queue_offsets());
+    // Retention may have removed the log under the oldest entries: they are not readable.
+    queues.delete_below(log.min_offset())?;
 
     Ok(RecoveryReport {
         previous_run_crashed: crashed,

@@ -68,7 +68,7 @@ pub(crate) struct RetentionInput<'a> {
     pub queues: &'a ConsumeQueues,
     pub index: &'a IndexService,
     pub health: &'a Health,
-    /// Nothing at or past this CommitLog offset may go (not yet flushed or dispatched).
+    /// Nothing at or past this CommitLog offset may go: the dispatcher has not indexed it yet.
     pub safe_end: u64,
     pub now_ms: i64,
     /// True at the configured delete hour, or when asked to delete expired files now.
