@@ -12,11 +12,25 @@ pub fn string_hash(s: &str) -> i32 {
     })
 }
 
-/// `Math.abs(s.hashCode())`, where Java leaves `i32::MIN` negative; RocketMQ's index maps that case
-/// to 0, which is what this returns.
-pub fn abs_string_hash(s: &str) -> u32 {
-    let h = string_hash(s);
+/// The hash of the concatenation of `parts`, without concatenating them.
+pub fn string_hash_parts(parts: &[&str]) -> i32 {
+    parts
+        .iter()
+        .flat_map(|p| p.encode_utf16())
+        .fold(0i32, |h, unit| {
+            h.wrapping_mul(31).wrapping_add(i32::from(unit))
+        })
+}
+
+/// `Math.abs(h)`, except that Java leaves `i32::MIN` negative; RocketMQ's index maps that case to
+/// 0, which is what this returns.
+pub fn abs_hash(h: i32) -> u32 {
     if h == i32::MIN { 0 } else { h.unsigned_abs() }
+}
+
+/// `abs_hash(string_hash(s))`.
+pub fn abs_string_hash(s: &str) -> u32 {
+    abs_hash(string_hash(s))
 }
 
 #[cfg(test)]
@@ -39,6 +53,16 @@ mod tests {
         // A character outside the BMP is two UTF-16 units: 😀 = U+D83D U+DE00.
         assert_eq!(string_hash("😀"), 1772899);
         assert_eq!(string_hash("é"), 0xE9);
+    }
+
+    #[test]
+    fn parts_hash_like_their_concatenation() {
+        assert_eq!(
+            string_hash_parts(&["TopicTest", "#", "key"]),
+            string_hash("TopicTest#key")
+        );
+        assert_eq!(string_hash_parts(&[]), 0);
+        assert_eq!(string_hash_parts(&["é", "😀"]), string_hash("é😀"));
     }
 
     #[test]

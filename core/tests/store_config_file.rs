@@ -10,7 +10,10 @@ fn conf_store_toml_is_the_default_configuration() {
     parsed.validate().unwrap();
     let defaults = StoreConfig::default();
     // StoreConfig has no PartialEq (it holds f64s); compare the serialized forms.
-    assert_eq!(toml::to_string(&parsed).unwrap(), toml::to_string(&defaults).unwrap());
+    assert_eq!(
+        toml::to_string(&parsed).unwrap(),
+        toml::to_string(&defaults).unwrap()
+    );
 }
 
 #[test]

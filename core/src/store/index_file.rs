@@ -18,7 +18,7 @@ use memmap2::MmapMut;
 
 use super::config::Preallocate;
 use super::mapped_file::create_preallocated;
-use crate::java_hash::abs_string_hash;
+use crate::java_hash::{abs_hash, string_hash_parts};
 
 const HEADER_SIZE: usize = 40;
 const SLOT_SIZE: usize = 4;
@@ -82,9 +82,10 @@ pub(crate) fn file_size(slot_count: u32, max_entries: u32) -> u64 {
         + u64::from(max_entries) * ENTRY_SIZE as u64
 }
 
-/// `abs(javaHashCode(topic#key))`, with `i32::MIN` mapped to 0.
+/// `abs(javaHashCode(topic + "#" + key))`, with `i32::MIN` mapped to 0, without building the
+/// string (this runs for every key of every message).
 pub(crate) fn key_hash(topic: &str, key: &str) -> u32 {
-    abs_string_hash(&format!("{topic}#{key}"))
+    abs_hash(string_hash_parts(&[topic, "#", key]))
 }
 
 impl IndexFile {
@@ -186,12 +187,14 @@ impl IndexFile {
         if prev >= self.header.index_count {
             prev = NO_ENTRY; // damaged or stale: start a fresh chain
         }
-        let time_diff = if self.header.begin_timestamp <= 0 {
-            0
-        } else {
-            ((store_timestamp - self.header.begin_timestamp) / 1000).clamp(0, i64::from(i32::MAX))
-                as i32
-        };
+        if self.header.begin_timestamp <= 0 {
+            // The first message dispatched into this file starts its clock (keyed or not, see
+            // `note`): every entry's time is whole seconds after it.
+            self.header.begin_timestamp = store_timestamp;
+            self.header.begin_phy_offset = physical_offset;
+        }
+        let time_diff = ((store_timestamp - self.header.begin_timestamp) / 1000)
+            .clamp(0, i64::from(i32::MAX)) as i32;
         let number = self.header.index_count;
         let at = self.entry_pos(number);
         let entry = &mut self.map[at..at + ENTRY_SIZE];
@@ -201,10 +204,6 @@ impl IndexFile {
         entry[16..20].copy_from_slice(&prev.to_be_bytes());
         self.map[slot_pos..slot_pos + 4].copy_from_slice(&number.to_be_bytes());
 
-        if number == 1 {
-            self.header.begin_phy_offset = physical_offset;
-            self.header.begin_timestamp = store_timestamp;
-        }
         if prev == NO_ENTRY {
             self.header.hash_slot_count += 1;
         }
@@ -361,6 +360,19 @@ mod tests {
             ControlFlow::Continue(())
         });
         assert!(other.is_empty(), "the topic is part of the key");
+    }
+
+    #[test]
+    fn times_count_from_the_first_dispatched_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = new_file(dir.path(), 8, 16);
+        let t0 = 1_700_000_000_000;
+        file.note(10, t0); // a message without keys starts the file's clock
+        assert!(file.put("T", "k", 20, t0 + 5_500));
+        assert_eq!(file.header().begin_timestamp, t0);
+        // Stored 5.5 s after t0: found in [t0 + 5000, t0 + 5500], not before.
+        assert_eq!(select_all(&file, "k", t0 + 5_000, t0 + 5_500, 10), vec![20]);
+        assert!(select_all(&file, "k", t0 + 6_000, t0 + 9_000, 10).is_empty());
     }
 
     #[test]
