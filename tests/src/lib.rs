@@ -1,1 +1,8 @@
-//! x
+//! Support code for Tern's cross-process tests: tests that start real binaries and watch them from
+//! outside, because what they check (surviving a SIGKILL, a second process refused by the store
+//! lock) cannot be observed from inside one process.
+//!
+//! - [`store_crash`]: what the `store_crash_writer` child writes and reports, shared with the
+//!   `store_crash` integration test that kills it and checks the store afterwards.
+
+pub mod store_crash;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::config::Preallocate;
 use super::error::{IoContext, StoreError};
@@ -433,6 +433,13 @@ fn read_raw_entry(file: &MappedFile, pos: u64) -> CqEntry {
     CqEntry::decode(bytes)
 }
 
+/// What [`ConsumeQueues::load`] found.
+pub(crate) struct QueueLoad {
+    pub queues: ConsumeQueues,
+    pub unusable: Vec<PathBuf>,
+    pub root_missing: bool,
+}
+
 /// All ConsumeQueues of a store, by topic then queue id.
 pub(crate) struct ConsumeQueues {
     dir: PathBuf,
@@ -442,13 +449,14 @@ pub(crate) struct ConsumeQueues {
 }
 
 impl ConsumeQueues {
-    /// Maps every queue found on disk. Returns the set and whether some queue had to be dropped
-    /// (then the whole CommitLog must be replayed to rebuild it).
+    /// Maps every queue found on disk. Returns the set and the queue directories that are unusable
+    /// (wrong-size or out-of-line files): the caller must make the rebuild durable, delete them and
+    /// replay the whole CommitLog. `root_missing` tells that `consumequeue/` itself is gone.
     pub(crate) fn load(
         store_path: &Path,
         entries_per_file: u32,
         preallocate: Preallocate,
-    ) -> Result<(ConsumeQueues, bool), StoreError> {
+    ) -> Result<QueueLoad, StoreError> {
         let dir = store_path.join("consumequeue");
         let set = ConsumeQueues {
             dir: dir.clone(),
@@ -456,9 +464,13 @@ impl ConsumeQueues {
             preallocate,
             queues: RwLock::new(HashMap::new()),
         };
-        let mut dropped = false;
+        let mut unusable = Vec::new();
         if !dir.exists() {
-            return Ok((set, dropped));
+            return Ok(QueueLoad {
+                queues: set,
+                unusable,
+                root_missing: true,
+            });
         }
         let read = |p: &Path| fs::read_dir(p).context(|| format!("listing {}", p.display()));
         for topic_entry in read(&dir)? {
@@ -485,10 +497,7 @@ impl ConsumeQueues {
                     preallocate,
                 );
                 if !queue.load()? {
-                    info!(path = %queue_dir.display(), "removing unusable ConsumeQueue for rebuild");
-                    fs::remove_dir_all(&queue_dir)
-                        .context(|| format!("removing {}", queue_dir.display()))?;
-                    dropped = true;
+                    unusable.push(queue_dir);
                     continue;
                 }
                 set.queues
@@ -499,7 +508,11 @@ impl ConsumeQueues {
                     .insert(queue_id, Arc::new(queue));
             }
         }
-        Ok((set, dropped))
+        Ok(QueueLoad {
+            queues: set,
+            unusable,
+            root_missing: false,
+        })
     }
 
     pub(crate) fn get(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {

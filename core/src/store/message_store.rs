@@ -108,14 +108,26 @@ impl MessageStore {
         let lock = StoreLock::acquire(&root)?;
         let crashed = lock.previous_run_crashed();
         let checkpoint = Checkpoint::open(&root.join("checkpoint"))?;
-        let cp = checkpoint.values();
         let log = Arc::new(CommitLog::load(&config)?);
-        let (queues, queues_dropped) = ConsumeQueues::load(
+        let loaded = ConsumeQueues::load(
             &root,
             config.consume_queue_entries_per_file,
             config.preallocate,
         )?;
-        let queues = Arc::new(queues);
+        let queues_dropped =
+            !loaded.unusable.is_empty() || (loaded.root_missing && !log.segments().is_empty());
+        if queues_dropped {
+            // Record the rebuild before destroying anything: with the queues' promise at 0, a
+            // crash in the middle of the rebuild makes the next start replay the whole log again.
+            checkpoint.update(|v| v.logics_msg_timestamp = 0)?;
+            for dir in &loaded.unusable {
+                info!(path = %dir.display(), "removing unusable ConsumeQueue for rebuild");
+                std::fs::remove_dir_all(dir)
+                    .map_err(|e| StoreError::io(format!("removing {}", dir.display()), e))?;
+            }
+        }
+        let cp = checkpoint.values();
+        let queues = Arc::new(loaded.queues);
         let index = Arc::new(IndexService::load(
             &config,
             cp.index_msg_timestamp,

@@ -7,8 +7,9 @@
 //!   the log and the queues; replay starts at the newest segment whose first record is at least
 //!   3 s older than that.
 //! - Either way the index resumes just past what its files cover (after a crash, files newer than
-//!   the index checkpoint were dropped at load), and a queue directory that is missing or unusable
-//!   forces a replay from the start of the log.
+//!   the index checkpoint were dropped at load), and unusable queue files or a missing
+//!   `consumequeue/` force a replay from the start of the log. `MessageStore::open` first resets
+//!   the checkpoint's queue promise to 0, so a crash during that rebuild replays everything again.
 //!
 //! The scan checks every record (magic, lengths, body CRC, and that the record's own PHYSICALOFFSET
 //! is where it sits) and stops at the first that fails: that is the end of the log.
