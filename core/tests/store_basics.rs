@@ -132,7 +132,7 @@ fn clean_restart_keeps_everything_and_continues_offsets() {
         }
         let end = store.max_physical_offset();
         store.shutdown().unwrap();
-        (end, last.unwrap().offset_message_id)
+        (end, last.unwrap().offset_message_id())
     };
     assert!(
         !dir.path().join("store/abort").exists(),
@@ -404,8 +404,13 @@ fn sync_flush_readers_never_see_unflushed_records() {
     let reader = {
         let store = store.clone();
         std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             let mut checked = 0;
             while checked < 1600 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "messages never became visible"
+                );
                 checked = 0;
                 for q in 0..4 {
                     let got = store.get_messages("Y", q, 0, 1024, usize::MAX, None);

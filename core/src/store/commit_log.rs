@@ -24,8 +24,10 @@ use super::config::{FlushDiskType, StoreConfig};
 use super::error::{IoContext, StoreError};
 use super::mapped_file::{MappedFile, PAGE_SIZE, list_offset_files};
 use super::message::now_millis;
+use super::prefault::Prefaulter;
 use super::record::{self, END_OF_SEGMENT_MIN_BLANK, EncodedRecord, Entry};
 use super::segment_allocator::SegmentAllocator;
+use super::write_buffer::{MAX_PENDING_BYTES, WriteBuffer};
 
 /// Most messages one batch append may carry.
 pub const MAX_BATCH_MESSAGES: usize = 65_536;
@@ -54,6 +56,15 @@ struct AppendState {
     last_store_timestamp: i64,
     /// Set by shutdown under the lock: no append may start after the final flush.
     closed: bool,
+    /// SYNC_FLUSH: bytes appended but not yet written to their segment (see `write_buffer`).
+    buffer: WriteBuffer,
+}
+
+/// What the group-commit flushers share.
+#[derive(Default)]
+struct CommitState {
+    /// Segments holding written bytes that may not be synced yet.
+    unsynced: Vec<Arc<MappedFile>>,
 }
 
 pub(crate) struct CommitLog {
@@ -64,6 +75,7 @@ pub(crate) struct CommitLog {
     segments: RwLock<Vec<Arc<MappedFile>>>,
     append: Mutex<AppendState>,
     allocator: SegmentAllocator,
+    prefaulter: Prefaulter,
     written: AtomicU64,
     /// Store timestamp of the record ending at `written` (stored after `written`, see `flush`).
     written_timestamp: AtomicI64,
@@ -72,6 +84,10 @@ pub(crate) struct CommitLog {
     flushed_timestamp: AtomicI64,
     /// Flushes that wrote something (for statistics: group commit shows as flushes ≪ appends).
     flush_count: AtomicU64,
+    /// SYNC_FLUSH: serialises taking and writing pending chunks (see `commit_and_sync`).
+    commit: Mutex<CommitState>,
+    /// SYNC_FLUSH: end of the bytes handed to a committer; `written` beyond it still waits.
+    taken: AtomicU64,
 }
 
 impl CommitLog {
@@ -152,12 +168,16 @@ impl CommitLog {
                 queue_offsets: HashMap::new(),
                 last_store_timestamp: 0,
                 closed: false,
+                buffer: WriteBuffer::default(),
             }),
             written: AtomicU64::new(0),
             written_timestamp: AtomicI64::new(0),
             flushed: AtomicU64::new(0),
             flushed_timestamp: AtomicI64::new(0),
             flush_count: AtomicU64::new(0),
+            commit: Mutex::new(CommitState::default()),
+            taken: AtomicU64::new(0),
+            prefaulter: Prefaulter::new(),
         })
     }
 
@@ -250,6 +270,13 @@ impl CommitLog {
         if state.closed {
             return Err(StoreError::ShuttingDown);
         }
+        let pending = state.buffer.len();
+        if pending + batch_len as usize > MAX_PENDING_BYTES {
+            return Err(StoreError::FlushBacklog {
+                pending,
+                max: MAX_PENDING_BYTES,
+            });
+        }
         let segment = self.segment_with_room(&mut state, batch_len)?;
         let mut out = Vec::with_capacity(records.len());
         let mut timestamp = state.last_store_timestamp;
@@ -270,15 +297,7 @@ impl CommitLog {
             let offset = state.next_offset;
             rec.patch(queue_offset, offset, timestamp);
             let pos = offset - segment.base();
-            // SAFETY: we hold the append lock, the only writer, and `pos` is the first unpublished
-            // byte. TOTALSIZE goes last: until it lands, the record reads as unwritten space.
-            unsafe {
-                segment.write(pos + 4, &rec.bytes[4..]);
-                fence(Ordering::Release);
-                segment.write(pos, &rec.bytes[..4]);
-            }
-            let end = pos + rec.len() as u64;
-            segment.publish(end);
+            self.put_bytes(&mut state, &segment, pos, &rec.bytes, false);
             state.next_offset += rec.len() as u64;
             out.push(AppendedRecord {
                 physical_offset: offset,
@@ -288,6 +307,9 @@ impl CommitLog {
             });
         }
         state.last_store_timestamp = timestamp;
+        if self.flush_disk_type == FlushDiskType::AsyncFlush {
+            self.prefaulter.advance(&segment, state.next_offset);
+        }
         // `written` before its timestamp: see `flush` for why the order matters.
         self.written.store(state.next_offset, Ordering::Release);
         self.written_timestamp.store(timestamp, Ordering::Release);
@@ -313,13 +335,8 @@ impl CommitLog {
                 "segment tail too small"
             );
             let marker = record::blank_marker(remaining as u32);
-            // SAFETY: append lock held; `pos` is the first unpublished byte.
-            unsafe {
-                current.write(pos + 4, &marker[4..]);
-                fence(Ordering::Release);
-                current.write(pos, &marker[..4]);
-            }
-            current.publish(current.size());
+            let current = current.clone();
+            self.put_bytes(state, &current, pos, &marker, true);
             state.next_offset = current.end();
         }
         let base = state.next_offset;
@@ -331,6 +348,39 @@ impl CommitLog {
         self.allocator.prepare(base + self.segment_size);
         state.current = Some(next.clone());
         Ok(next)
+    }
+
+    /// Places a record (or, with `seals`, the end-of-segment marker, which stands for the rest of
+    /// the segment) at `pos` of `segment`. ASYNC_FLUSH copies it into the mapping at once: the
+    /// producer is answered next and the bytes must survive the process. SYNC_FLUSH queues it for
+    /// the group commit, which answers the producer only after the fsync.
+    fn put_bytes(
+        &self,
+        state: &mut AppendState,
+        segment: &Arc<MappedFile>,
+        pos: u64,
+        bytes: &[u8],
+        seals: bool,
+    ) {
+        match self.flush_disk_type {
+            FlushDiskType::AsyncFlush => {
+                // SAFETY: we hold the append lock, the only writer, and `pos` is the first
+                // unpublished byte. TOTALSIZE goes last: until it lands, the record reads as
+                // unwritten space.
+                unsafe {
+                    segment.write(pos + 4, &bytes[4..]);
+                    fence(Ordering::Release);
+                    segment.write(pos, &bytes[..4]);
+                }
+                let end = if seals {
+                    segment.size()
+                } else {
+                    pos + bytes.len() as u64
+                };
+                segment.publish(end);
+            }
+            FlushDiskType::SyncFlush => state.buffer.push(segment, pos, bytes, seals),
+        }
     }
 
     /// Bytes `[offset, offset + len)` if they are visible, without copying.
@@ -373,24 +423,24 @@ impl CommitLog {
     }
 
     /// Flushes everything written so far; returns the new flushed offset.
+    pub(crate) fn flush(&self) -> std::io::Result<u64> {
+        match self.flush_disk_type {
+            FlushDiskType::AsyncFlush => self.flush_mapped(),
+            FlushDiskType::SyncFlush => self.commit_and_sync(),
+        }
+    }
+
+    /// ASYNC_FLUSH: `msync` what was copied into the mappings.
     ///
     /// The timestamp is loaded before the offset: the appender stores them in the opposite order,
     /// so the timestamp we see belongs to a record at or below the offset we then see, and the
     /// checkpoint never claims more than is on disk.
-    pub(crate) fn flush(&self) -> std::io::Result<u64> {
+    fn flush_mapped(&self) -> std::io::Result<u64> {
         let timestamp = self.written_timestamp.load(Ordering::Acquire);
         let target = self.written();
         let flushed = self.flushed();
         if target > flushed {
-            let dirty: Vec<Arc<MappedFile>> = {
-                let segments = self.segments.read().expect("segments lock poisoned");
-                segments
-                    .iter()
-                    .filter(|s| s.end() > flushed && s.base() < target)
-                    .cloned()
-                    .collect()
-            };
-            for segment in dirty {
+            for segment in self.segments_between(flushed, target) {
                 segment.flush()?;
             }
             self.flushed.fetch_max(target, Ordering::AcqRel);
@@ -399,6 +449,80 @@ impl CommitLog {
         self.flushed_timestamp
             .fetch_max(timestamp, Ordering::AcqRel);
         Ok(self.flushed())
+    }
+
+    /// SYNC_FLUSH: appended bytes wait for a committer.
+    pub(crate) fn has_uncommitted(&self) -> bool {
+        self.written() > self.taken.load(Ordering::Acquire)
+    }
+
+    /// SYNC_FLUSH, the group commit: write every pending chunk into its segment, then
+    /// `fdatasync` every segment that may hold unsynced bytes, then publish the flushed offset.
+    ///
+    /// Several threads may run this at once. Taking and writing chunks happens under the commit
+    /// lock, so writes land in log order; the syncs run outside it, so one thread can write the
+    /// next group while another waits for the disk. A sync that starts after a write completed
+    /// covers it, and every thread syncs all segments with possibly unsynced bytes, so when a
+    /// thread's syncs return, everything up to the end it took is on disk.
+    fn commit_and_sync(&self) -> std::io::Result<u64> {
+        let (end, timestamp, to_sync) = {
+            let mut commit = self.commit.lock().expect("commit lock poisoned");
+            let (chunks, end, timestamp) = {
+                let mut state = self.append.lock().expect("append lock poisoned");
+                (
+                    state.buffer.take(),
+                    state.next_offset,
+                    state.last_store_timestamp,
+                )
+            };
+            self.taken.fetch_max(end, Ordering::AcqRel);
+            if chunks.is_empty() && commit.unsynced.is_empty() {
+                return Ok(self.flushed());
+            }
+            for chunk in &chunks {
+                chunk.commit()?;
+                if !commit
+                    .unsynced
+                    .iter()
+                    .any(|s| Arc::ptr_eq(s, chunk.segment()))
+                {
+                    commit.unsynced.push(chunk.segment().clone());
+                }
+            }
+            // A segment that is full now gets no more writes: once this sync returns, it never
+            // needs another.
+            let to_sync: Vec<(Arc<MappedFile>, bool)> = commit
+                .unsynced
+                .iter()
+                .map(|s| (s.clone(), s.wrote() == s.size()))
+                .collect();
+            (end, timestamp, to_sync)
+        };
+        for (segment, _) in &to_sync {
+            segment.sync_file()?;
+        }
+        {
+            let mut commit = self.commit.lock().expect("commit lock poisoned");
+            commit.unsynced.retain(|s| {
+                !to_sync
+                    .iter()
+                    .any(|(synced, sealed)| *sealed && Arc::ptr_eq(s, synced))
+            });
+        }
+        self.flushed.fetch_max(end, Ordering::AcqRel);
+        self.flushed_timestamp
+            .fetch_max(timestamp, Ordering::AcqRel);
+        self.flush_count.fetch_add(1, Ordering::Relaxed);
+        Ok(self.flushed())
+    }
+
+    fn segments_between(&self, from: u64, to: u64) -> Vec<Arc<MappedFile>> {
+        let segments = self.segments.read().expect("segments lock poisoned");
+        segments
+            .iter()
+            .filter(|s| s.end() > from && s.base() < to)
+            .cloned()
+            .collect()
     }
 
     /// Recovery's verdict: the log ends at `end`. Zeroes whatever lies beyond in its segment,
@@ -433,6 +557,7 @@ impl CommitLog {
         self.flushed.store(end, Ordering::Release);
         self.flushed_timestamp
             .store(last_timestamp, Ordering::Release);
+        self.taken.store(end, Ordering::Release);
         Ok(())
     }
 
@@ -483,6 +608,15 @@ impl CommitLog {
                 .context(|| format!("deleting {}", segment.path().display()))?;
         }
         Ok(doomed)
+    }
+
+    /// The prefault thread's body (see [`Prefaulter`]).
+    pub(crate) fn run_prefaulter(&self, stop: &std::sync::atomic::AtomicBool) {
+        self.prefaulter.run(stop)
+    }
+
+    pub(crate) fn set_prefault_thread(&self, thread: std::thread::Thread) {
+        self.prefaulter.set_thread(thread);
     }
 
     /// Refuses every later append; waits for one in progress to finish.

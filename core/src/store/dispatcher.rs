@@ -15,6 +15,7 @@ use super::error::StoreError;
 use super::index_service::{IndexRequest, IndexService};
 use super::message::{SCHEDULE_TOPIC, find_property, property};
 use super::record::{self, Entry, RecordView};
+use super::sleeper::Sleeper;
 use crate::java_hash;
 
 /// What a listener learns when a message becomes consumable.
@@ -46,6 +47,7 @@ pub(crate) struct Dispatcher {
     /// the queues are flushed).
     last_timestamp: AtomicI64,
     listener: OnceLock<Arc<dyn ArrivalListener>>,
+    sleeper: Sleeper,
 }
 
 /// Tags code of a ConsumeQueue entry: the Java hash of `TAGS`, or for the delay topic the time the
@@ -79,6 +81,7 @@ impl Dispatcher {
             position: AtomicU64::new(0),
             last_timestamp: AtomicI64::new(0),
             listener: OnceLock::new(),
+            sleeper: Sleeper::default(),
         }
     }
 
@@ -94,6 +97,16 @@ impl Dispatcher {
     pub(crate) fn set_position(&self, offset: u64, timestamp: i64) {
         self.position.store(offset, Ordering::Release);
         self.last_timestamp.store(timestamp, Ordering::Release);
+    }
+
+    /// Binds the dispatcher to its thread (see [`Dispatcher::run`]).
+    pub(crate) fn register_thread(&self, thread: std::thread::Thread) {
+        self.sleeper.register(thread);
+    }
+
+    /// Tells the dispatcher that more of the log may be visible.
+    pub(crate) fn wake(&self) {
+        self.sleeper.wake();
     }
 
     /// Installs the arrival listener; `false` if one is already set.
@@ -200,7 +213,10 @@ impl Dispatcher {
             if stop.load(Ordering::Acquire) {
                 return;
             }
-            std::thread::park_timeout(std::time::Duration::from_millis(50));
+            self.sleeper
+                .sleep(std::time::Duration::from_millis(100), || {
+                    self.log.visible() > self.position()
+                });
         }
     }
 }

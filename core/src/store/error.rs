@@ -33,6 +33,8 @@ pub enum StoreError {
         used_percent: f64,
         limit_percent: f64,
     },
+    #[error("{pending} bytes are waiting for the disk (limit {max}); retry shortly")]
+    FlushBacklog { pending: usize, max: usize },
     #[error("the store is shutting down")]
     ShuttingDown,
     #[error("the store refuses writes after an I/O failure: {0}")]

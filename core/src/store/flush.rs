@@ -6,8 +6,8 @@
 //! offset, and every waiter at or below it wakes. While one flush runs, new appenders pile up
 //! behind it and share the next one, so 64 concurrent writers cost a handful of fsyncs, not 64.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::commit_log::CommitLog;
 use super::health::Health;
+use super::sleeper::Sleeper;
 
 /// The flusher's published state.
 #[derive(Debug, Clone)]
@@ -31,11 +32,15 @@ pub(crate) enum FlushWait {
     Failed(Arc<str>),
 }
 
+/// Group-commit flusher threads. Two keep the disk busy: while one waits in `fdatasync`, the
+/// other can already write and sync the records that arrived meanwhile, so appenders woken by one
+/// flush are not held for a whole extra flush cycle.
+pub(crate) const GROUP_COMMIT_FLUSHERS: usize = 2;
+
 pub(crate) struct GroupCommit {
-    requested: AtomicU64,
     state: watch::Sender<Flushed>,
-    flusher: OnceLock<Thread>,
-    /// Tests hold the flusher still to observe a flush timeout.
+    flushers: [Sleeper; GROUP_COMMIT_FLUSHERS],
+    /// Tests hold the flushers still to observe a flush timeout.
     #[cfg(test)]
     pub(crate) paused: AtomicBool,
 }
@@ -47,28 +52,23 @@ impl GroupCommit {
             failure: None,
         });
         GroupCommit {
-            requested: AtomicU64::new(flushed),
             state,
-            flusher: OnceLock::new(),
+            flushers: Default::default(),
             #[cfg(test)]
             paused: AtomicBool::new(false),
         }
     }
 
-    pub(crate) fn set_flusher(&self, thread: Thread) {
-        let _ = self.flusher.set(thread);
+    /// Binds flusher `index` to its thread.
+    pub(crate) fn register_flusher(&self, index: usize, thread: Thread) {
+        self.flushers[index].register(thread);
     }
 
-    /// Asks for everything up to `offset` to be flushed.
-    pub(crate) fn request(&self, offset: u64) {
-        self.requested.fetch_max(offset, Ordering::AcqRel);
-        if let Some(thread) = self.flusher.get() {
-            thread.unpark();
+    /// Tells the flushers that appended bytes wait (call after appending).
+    pub(crate) fn request(&self) {
+        for flusher in &self.flushers {
+            flusher.wake();
         }
-    }
-
-    fn requested(&self) -> u64 {
-        self.requested.load(Ordering::Acquire)
     }
 
     /// Waits until `offset` is flushed, the flusher fails, or `timeout` passes.
@@ -111,23 +111,24 @@ fn flush_once(log: &CommitLog, group: &GroupCommit, health: &Health) -> bool {
     }
 }
 
-/// The SYNC_FLUSH flusher thread: flush whenever something is requested or written but unflushed;
-/// otherwise sleep until an appender unparks us.
+/// Group-commit flusher `index` (SYNC_FLUSH): whenever appended bytes wait, write them and
+/// `fdatasync`; otherwise sleep until an appender wakes us.
 pub(crate) fn run_group_commit(
+    index: usize,
     log: &CommitLog,
     group: &GroupCommit,
     health: &Health,
     wake_dispatcher: &dyn Fn(),
     stop: &AtomicBool,
 ) {
+    let sleeper = &group.flushers[index];
     loop {
         #[cfg(test)]
         if group.paused.load(Ordering::Acquire) && !stop.load(Ordering::Acquire) {
             std::thread::park_timeout(Duration::from_millis(1));
             continue;
         }
-        let pending = group.requested().max(log.written()) > log.flushed();
-        if pending && health.failure().is_none() {
+        if log.has_uncommitted() && health.failure().is_none() {
             if flush_once(log, group, health) {
                 wake_dispatcher();
             }
@@ -136,7 +137,7 @@ pub(crate) fn run_group_commit(
         if stop.load(Ordering::Acquire) {
             return;
         }
-        std::thread::park_timeout(Duration::from_millis(10));
+        sleeper.sleep(Duration::from_millis(100), || log.has_uncommitted());
     }
 }
 

@@ -261,9 +261,4 @@ impl IndexService {
         }
         Ok(deleted)
     }
-
-    #[cfg(test)]
-    pub(crate) fn file_count(&self) -> usize {
-        self.files.read().expect("index lock poisoned").list.len()
-    }
 }

@@ -174,6 +174,27 @@ impl MappedFile {
         }
     }
 
+    /// Writes `data` at `pos` through the file (`pwrite`) instead of the mapping; the page cache
+    /// keeps both views the same. Does not publish. Same single-writer contract as `write`.
+    pub(crate) fn write_through(&self, pos: u64, data: &[u8]) -> io::Result<()> {
+        assert!(
+            pos + data.len() as u64 <= self.size,
+            "write past the end of {}",
+            self.path.display()
+        );
+        self.file.write_all_at(data, pos)
+    }
+
+    /// `fdatasync` of the whole file: everything published so far is on disk afterwards.
+    pub(crate) fn sync_file(&self) -> io::Result<()> {
+        let wrote = self.wrote();
+        if !self.destroyed.load(Ordering::Acquire) {
+            self.file.sync_data()?;
+        }
+        self.flushed.fetch_max(wrote, Ordering::AcqRel);
+        Ok(())
+    }
+
     /// Makes `[0, wrote)` visible to readers.
     pub(crate) fn publish(&self, wrote: u64) {
         debug_assert!(wrote <= self.size);
@@ -207,6 +228,21 @@ impl MappedFile {
             self.flushed.fetch_max(wrote, Ordering::AcqRel);
         }
         Ok(wrote)
+    }
+
+    /// Faults `[pos, pos + len)` in writable ahead of the writer (`MADV_POPULATE_WRITE`), so the
+    /// appender's copy finds mapped pages instead of taking a page fault (and the kernel's zero
+    /// fill of the new page) under the append lock. Content is not changed.
+    pub(crate) fn populate(&self, pos: u64, len: u64) -> io::Result<()> {
+        let end = (pos + len).min(self.size);
+        if pos >= end {
+            return Ok(());
+        }
+        self.map.advise_range(
+            memmap2::Advice::PopulateWrite,
+            pos as usize,
+            (end - pos) as usize,
+        )
     }
 
     /// Zeroes `[pos, size)` on disk and in the mapping, so bytes past a truncation point can never

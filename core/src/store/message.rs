@@ -1,7 +1,6 @@
 //! What a message is to the store: the fields a producer gives, its properties, system flags and the
 //! offset message id that locates a stored record.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
@@ -107,22 +106,29 @@ impl Properties {
     /// `key\u0001value\u0002…`. Fails when a key or value contains a separator (it could not be
     /// decoded back) or a key is empty.
     pub fn encode(&self) -> Result<String, StoreError> {
-        let mut out = String::with_capacity(self.encoded_len_hint());
-        for (key, value) in &self.entries {
-            check_property(key, value)?;
-            out.push_str(key);
-            out.push(NAME_VALUE_SEPARATOR);
-            out.push_str(value);
-            out.push(PROPERTY_SEPARATOR);
-        }
-        Ok(out)
+        let mut out = Vec::with_capacity(self.checked_encoded_len()?);
+        self.write_encoded(&mut out);
+        Ok(String::from_utf8(out).expect("keys and values are strings"))
     }
 
-    fn encoded_len_hint(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum()
+    /// Checks every key and value and returns the encoded length.
+    pub(crate) fn checked_encoded_len(&self) -> Result<usize, StoreError> {
+        let mut len = 0;
+        for (key, value) in &self.entries {
+            check_property(key, value)?;
+            len += key.len() + value.len() + 2;
+        }
+        Ok(len)
+    }
+
+    /// Appends the encoded form; call [`Properties::checked_encoded_len`] first.
+    pub(crate) fn write_encoded(&self, out: &mut Vec<u8>) {
+        for (key, value) in &self.entries {
+            out.extend_from_slice(key.as_bytes());
+            out.push(NAME_VALUE_SEPARATOR as u8);
+            out.extend_from_slice(value.as_bytes());
+            out.push(PROPERTY_SEPARATOR as u8);
+        }
     }
 
     /// Parses the encoded form. Lenient in the way RocketMQ is: a trailing item without its
@@ -235,9 +241,16 @@ pub fn offset_message_id(store_host: SocketAddr, physical_offset: u64) -> String
     }
     bytes.extend_from_slice(&u32::from(store_host.port()).to_be_bytes());
     bytes.extend_from_slice(&physical_offset.to_be_bytes());
+    upper_hex(&bytes)
+}
+
+/// Upper-case hex, as RocketMQ's `UtilAll.bytes2string` writes ids.
+pub(crate) fn upper_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02X}");
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xF)]));
     }
     out
 }

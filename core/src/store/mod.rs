@@ -21,12 +21,15 @@ mod index_service;
 mod mapped_file;
 mod message;
 mod message_store;
+mod prefault;
 mod read;
 mod record;
 mod recovery;
 mod retention;
 mod segment_allocator;
+mod sleeper;
 mod store_lock;
+mod write_buffer;
 
 pub use checkpoint::CheckpointValues;
 pub use commit_log::{AppendedRecord, MAX_BATCH_MESSAGES};

@@ -176,10 +176,11 @@ pub(crate) fn encode(
     if !(0..=i32::from(u16::MAX)).contains(&msg.queue_id) {
         return Err(StoreError::InvalidQueueId(msg.queue_id));
     }
-    let properties = msg.properties.encode()?;
-    if properties.len() > MAX_PROPERTIES_SIZE {
+    // Checked and measured first, then written straight into the record: no temporary string.
+    let properties_len = msg.properties.checked_encoded_len()?;
+    if properties_len > MAX_PROPERTIES_SIZE {
         return Err(StoreError::PropertiesTooLarge {
-            size: properties.len(),
+            size: properties_len,
             max: MAX_PROPERTIES_SIZE,
         });
     }
@@ -200,7 +201,7 @@ pub(crate) fn encode(
         v2,
         msg.body.len(),
         topic.len(),
-        properties.len(),
+        properties_len,
     );
 
     let mut b = Vec::with_capacity(size);
@@ -227,8 +228,8 @@ pub(crate) fn encode(
         b.push(topic.len() as u8);
     }
     b.extend_from_slice(topic);
-    b.extend_from_slice(&(properties.len() as u16).to_be_bytes());
-    b.extend_from_slice(properties.as_bytes());
+    b.extend_from_slice(&(properties_len as u16).to_be_bytes());
+    msg.properties.write_encoded(&mut b);
     debug_assert_eq!(b.len(), size, "record size formula and encoder disagree");
 
     Ok(EncodedRecord {
