@@ -696,6 +696,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn unflushed_backlog_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::for_tests(dir.path());
+        config.flush_disk_type = FlushDiskType::SyncFlush;
+        let store = MessageStore::open(config).unwrap();
+        store
+            .inner
+            .group_commit
+            .paused
+            .store(true, Ordering::Release);
+        let body = vec![7u8; 60 * 1024];
+        let mut accepted = 0usize;
+        let err = loop {
+            let msg = Message::new("B", 0, body.clone()).with_property(property::WAIT, "false");
+            match store.put_message(msg).await {
+                Ok(_) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(accepted < 10_000, "the backlog was never refused");
+        };
+        assert!(matches!(err, StoreError::FlushBacklog { .. }), "{err:?}");
+        assert!(accepted * body.len() <= 64 << 20);
+        store
+            .inner
+            .group_commit
+            .paused
+            .store(false, Ordering::Release);
+        // Once the flushers catch up, writes are accepted again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while store.flushed_physical_offset() < store.max_physical_offset() {
+            assert!(std::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        store
+            .put_message(Message::new("B", 0, "again"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn wait_false_does_not_wait_for_the_flush() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = StoreConfig::for_tests(dir.path());
