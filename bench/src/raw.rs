@@ -47,6 +47,28 @@ impl Drop for ScratchFile {
     }
 }
 
+/// The end of both sequential baselines: one `fsync`, then the figures with the fsync's share.
+fn fsync_and_measure(
+    scratch: &ScratchFile,
+    start: Instant,
+    record_len: usize,
+    count: u64,
+) -> Result<Figures> {
+    let synced = Instant::now();
+    scratch
+        .file
+        .sync_all()
+        .context(|| format!("fsync of {}", scratch.path.display()))?;
+    let end = Instant::now();
+    Ok(Figures::new(
+        count,
+        count * record_len as u64,
+        end - start,
+        None,
+        Some(end - synced),
+    ))
+}
+
 /// `count` records of `record_len` bytes, each with its own `write(2)`, then one `fsync`: what a
 /// store that writes each message with a system call instead of copying into a mapping would cost.
 pub fn write_per_record(dir: &Path, record_len: usize, count: u64) -> Result<Figures> {
@@ -60,19 +82,7 @@ pub fn write_per_record(dir: &Path, record_len: usize, count: u64) -> Result<Fig
             .write_all(&record)
             .context(|| format!("writing {}", path.display()))?;
     }
-    let synced = Instant::now();
-    scratch
-        .file
-        .sync_all()
-        .context(|| format!("fsync of {}", path.display()))?;
-    let end = Instant::now();
-    Ok(Figures::new(
-        count,
-        count * record_len as u64,
-        end - start,
-        None,
-        Some(end - synced),
-    ))
+    fsync_and_measure(&scratch, start, record_len, count)
 }
 
 /// The same byte stream as [`write_per_record`], gathered into [`BUFFERED_CHUNK`]-sized writes (as
@@ -104,19 +114,7 @@ pub fn write_buffered(dir: &Path, record_len: usize, count: u64) -> Result<Figur
         .file
         .write_all(&buffer)
         .context(|| format!("writing {}", path.display()))?;
-    let synced = Instant::now();
-    scratch
-        .file
-        .sync_all()
-        .context(|| format!("fsync of {}", path.display()))?;
-    let end = Instant::now();
-    Ok(Figures::new(
-        count,
-        count * record_len as u64,
-        end - start,
-        None,
-        Some(end - synced),
-    ))
+    fsync_and_measure(&scratch, start, record_len, count)
 }
 
 /// Appends [`SYNC_UNIT`] bytes and `fdatasync`s, again and again, until `max_bytes` are written or

@@ -625,18 +625,28 @@ impl Inner {
 mod tests {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn slow_fsync_answers_flush_disk_timeout_but_keeps_the_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = StoreConfig::for_tests(dir.path());
+    /// A SYNC_FLUSH store in `dir` with the given flush timeout.
+    fn sync_store(dir: &std::path::Path, timeout_ms: u64) -> MessageStore {
+        let mut config = StoreConfig::for_tests(dir);
         config.flush_disk_type = FlushDiskType::SyncFlush;
-        config.sync_flush_timeout_ms = 50;
-        let store = MessageStore::open(config).unwrap();
+        config.sync_flush_timeout_ms = timeout_ms;
+        MessageStore::open(config).unwrap()
+    }
+
+    /// Holds the group-commit flushers still (or lets them go).
+    fn pause_flushers(store: &MessageStore, paused: bool) {
         store
             .inner
             .group_commit
             .paused
-            .store(true, Ordering::Release);
+            .store(paused, Ordering::Release);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_fsync_answers_flush_disk_timeout_but_keeps_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = sync_store(dir.path(), 50);
+        pause_flushers(&store, true);
         let result = store
             .put_message(Message::new("T", 0, "late"))
             .await
@@ -648,11 +658,7 @@ mod tests {
             0,
             "not visible before it is flushed"
         );
-        store
-            .inner
-            .group_commit
-            .paused
-            .store(false, Ordering::Release);
+        pause_flushers(&store, false);
         let next = store
             .put_message(Message::new("T", 0, "on time"))
             .await
@@ -668,9 +674,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_sync_appenders_share_fsyncs() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = StoreConfig::for_tests(dir.path());
-        config.flush_disk_type = FlushDiskType::SyncFlush;
-        let store = Arc::new(MessageStore::open(config).unwrap());
+        let store = Arc::new(sync_store(dir.path(), 5_000));
         let appends_per_task = 40;
         let tasks: Vec<_> = (0..64)
             .map(|t| {
@@ -698,14 +702,8 @@ mod tests {
     #[tokio::test]
     async fn unflushed_backlog_is_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = StoreConfig::for_tests(dir.path());
-        config.flush_disk_type = FlushDiskType::SyncFlush;
-        let store = MessageStore::open(config).unwrap();
-        store
-            .inner
-            .group_commit
-            .paused
-            .store(true, Ordering::Release);
+        let store = sync_store(dir.path(), 5_000);
+        pause_flushers(&store, true);
         let body = vec![7u8; 60 * 1024];
         let mut accepted = 0usize;
         let err = loop {
@@ -718,11 +716,7 @@ mod tests {
         };
         assert!(matches!(err, StoreError::FlushBacklog { .. }), "{err:?}");
         assert!(accepted * body.len() <= 64 << 20);
-        store
-            .inner
-            .group_commit
-            .paused
-            .store(false, Ordering::Release);
+        pause_flushers(&store, false);
         // Once the flushers catch up, writes are accepted again.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while store.flushed_physical_offset() < store.max_physical_offset() {
@@ -738,22 +732,11 @@ mod tests {
     #[tokio::test]
     async fn wait_false_does_not_wait_for_the_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = StoreConfig::for_tests(dir.path());
-        config.flush_disk_type = FlushDiskType::SyncFlush;
-        config.sync_flush_timeout_ms = 10_000;
-        let store = MessageStore::open(config).unwrap();
-        store
-            .inner
-            .group_commit
-            .paused
-            .store(true, Ordering::Release);
+        let store = sync_store(dir.path(), 10_000);
+        pause_flushers(&store, true);
         let msg = Message::new("W", 0, "fire and forget").with_property(property::WAIT, "false");
         let result = store.put_message(msg).await.unwrap();
         assert_eq!(result.status, PutStatus::Ok);
-        store
-            .inner
-            .group_commit
-            .paused
-            .store(false, Ordering::Release);
+        pause_flushers(&store, false);
     }
 }
