@@ -2,14 +2,12 @@
 //! print every section of the report and write a JSON file with every scenario in it.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 #[test]
 fn store_quick_run_prints_a_full_report() {
     // Under the target directory, i.e. on a real disk, not a possibly memory-backed /tmp.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
     let json = dir.path().join("results.json");
-    let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_tern-bench"))
         .args([
             "store",
@@ -31,11 +29,6 @@ fn store_quick_run_prints_a_full_report() {
         output.status.success(),
         "tern-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "a --quick run took {:?}",
-        started.elapsed()
-    );
 
     for expected in [
         "store ASYNC_FLUSH, 1 appender",
@@ -47,6 +40,7 @@ fn store_quick_run_prints_a_full_report() {
         "raw 64 records per write + fdatasync, repeated",
         "### Ratios",
         "### Targets",
+        "Not judged in a --quick run",
     ] {
         assert!(
             stdout.contains(expected),

@@ -97,7 +97,11 @@ impl Report {
         let _ = writeln!(out, "\n### Ratios (median of the per-run ratios)\n");
         ratio_table(&mut out, &self.ratios);
         let _ = writeln!(out, "\n### Targets\n");
-        targets(&mut out, &self.ratios);
+        if s.quick {
+            let _ = writeln!(out, "Not judged in a --quick run (see above).");
+        } else {
+            targets(&mut out, &self.ratios);
+        }
         out
     }
 }
