@@ -229,35 +229,37 @@ impl MessageStore {
                     threads.push(flusher);
                 }
             }
-            FlushDiskType::AsyncFlush => threads.push(spawn(
-                "tern-flush",
-                Box::new(|inner| {
-                    let c = &inner.config;
-                    let settings = PeriodicFlush {
-                        interval: Duration::from_millis(c.flush_interval_commit_log_ms),
-                        least_pages: u64::from(c.flush_commit_log_least_pages),
-                        thorough_interval: Duration::from_millis(
-                            c.flush_commit_log_thorough_interval_ms,
-                        ),
-                    };
-                    flush::run_periodic(
-                        &inner.log,
-                        &inner.group_commit,
-                        &inner.health,
-                        &settings,
-                        &inner.stop,
-                    )
-                }),
-            )?),
+            FlushDiskType::AsyncFlush => {
+                threads.push(spawn(
+                    "tern-flush",
+                    Box::new(|inner| {
+                        let c = &inner.config;
+                        let settings = PeriodicFlush {
+                            interval: Duration::from_millis(c.flush_interval_commit_log_ms),
+                            least_pages: u64::from(c.flush_commit_log_least_pages),
+                            thorough_interval: Duration::from_millis(
+                                c.flush_commit_log_thorough_interval_ms,
+                            ),
+                        };
+                        flush::run_periodic(
+                            &inner.log,
+                            &inner.group_commit,
+                            &inner.health,
+                            &settings,
+                            &inner.stop,
+                        )
+                    }),
+                )?);
+                let prefault = spawn(
+                    "tern-prefault",
+                    Box::new(|inner| inner.log.run_prefaulter(&inner.stop)),
+                )?;
+                self.inner
+                    .log
+                    .set_prefault_thread(prefault.thread().clone());
+                threads.push(prefault);
+            }
         }
-        let prefault = spawn(
-            "tern-prefault",
-            Box::new(|inner| inner.log.run_prefaulter(&inner.stop)),
-        )?;
-        self.inner
-            .log
-            .set_prefault_thread(prefault.thread().clone());
-        threads.push(prefault);
         threads.push(spawn(
             "tern-cq-flush",
             Box::new(|inner| inner.run_queue_flush()),
