@@ -176,7 +176,8 @@ fn second_open_of_a_directory_is_refused() {
 fn invalid_messages_are_refused_and_store_nothing() {
     let (_dir, store) = temp_store(|c| c.max_message_size = 1024);
     let rt = runtime();
-    let cases: Vec<(Message, fn(&StoreError) -> bool)> = vec![
+    type Expectation = fn(&StoreError) -> bool;
+    let cases: Vec<(Message, Expectation)> = vec![
         (Message::new("T", 0, vec![0u8; 1025]), |e| {
             matches!(
                 e,

@@ -1,8 +1,12 @@
 //! The CommitLog: one append-only log for every topic, split into fixed-size mapped segments.
 //!
 //! Appends are serialised by one mutex, held only to assign offsets and copy bytes; encoding
-//! happens before. Within a record, TOTALSIZE is written last, so a process killed mid-copy leaves a
-//! zero size at the record's start and recovery sees the end of the log there, never half a record.
+//! happens before. Where the bytes go depends on the flush mode:
+//! - ASYNC_FLUSH copies them into the mapped segment at once (the producer is answered right
+//!   after, so they must be in the page cache), TOTALSIZE last: a process killed mid-copy leaves a
+//!   zero size at the record's start, which recovery reads as the end of the log;
+//! - SYNC_FLUSH copies them into a write buffer that the group commit writes and syncs (see
+//!   `write_buffer`), with the same "first four bytes last" rule per chunk.
 //!
 //! Two positions are published for readers:
 //! - `written`: the end of the last complete record;
@@ -22,7 +26,7 @@ use tracing::{info, warn};
 
 use super::config::{FlushDiskType, StoreConfig};
 use super::error::{IoContext, StoreError};
-use super::mapped_file::{MappedFile, PAGE_SIZE, list_offset_files};
+use super::mapped_file::{MappedFile, OffsetFiles, PAGE_SIZE, list_offset_files};
 use super::message::now_millis;
 use super::prefault::Prefaulter;
 use super::record::{self, END_OF_SEGMENT_MIN_BLANK, EncodedRecord, Entry};
@@ -77,7 +81,8 @@ pub(crate) struct CommitLog {
     allocator: SegmentAllocator,
     prefaulter: Prefaulter,
     written: AtomicU64,
-    /// Store timestamp of the record ending at `written` (stored after `written`, see `flush`).
+    /// Store timestamp of the record ending at `written` (stored after `written`, see
+    /// `flush_mapped`).
     written_timestamp: AtomicI64,
     flushed: AtomicU64,
     /// Store timestamp of the newest flushed record (the checkpoint's physicMsgTimestamp).
@@ -96,7 +101,7 @@ impl CommitLog {
         let dir = config.store_path.join("commitlog");
         std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let size = config.commit_log_segment_size;
-        let (files, strangers) =
+        let OffsetFiles { files, strangers } =
             list_offset_files(&dir).context(|| format!("listing {}", dir.display()))?;
         if let Some(stranger) = strangers.first() {
             return Err(StoreError::Corrupt(format!(

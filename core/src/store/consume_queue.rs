@@ -19,7 +19,7 @@ use tracing::warn;
 
 use super::config::Preallocate;
 use super::error::{IoContext, StoreError};
-use super::mapped_file::{MappedFile, list_offset_files, offset_file_name, sync_dir};
+use super::mapped_file::{MappedFile, OffsetFiles, list_offset_files, offset_file_name, sync_dir};
 
 /// Size of one entry.
 pub const ENTRY_SIZE: u64 = 20;
@@ -128,7 +128,7 @@ impl ConsumeQueue {
     /// Maps the queue's files; `Ok(false)` when they are unusable (wrong size, gap) and the queue
     /// must be rebuilt from the CommitLog.
     fn load(&self) -> Result<bool, StoreError> {
-        let (files, strangers) =
+        let OffsetFiles { files, strangers } =
             list_offset_files(&self.dir).context(|| format!("listing {}", self.dir.display()))?;
         for stranger in strangers {
             warn!(path = %stranger.display(), "ignoring a file that is not a ConsumeQueue file");

@@ -346,13 +346,21 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A directory of offset-named files.
+pub(crate) struct OffsetFiles {
+    /// `(first offset, path)`, by offset.
+    pub files: Vec<(u64, PathBuf)>,
+    /// Entries whose names are not offsets; the caller decides whether that is an error.
+    pub strangers: Vec<PathBuf>,
+}
+
 /// Lists `dir`'s offset-named files in order, removing leftover `.tmp` files from an interrupted
-/// creation. Other names are reported as errors by the caller's choice (returned separately).
-pub(crate) fn list_offset_files(dir: &Path) -> io::Result<(Vec<(u64, PathBuf)>, Vec<PathBuf>)> {
+/// creation.
+pub(crate) fn list_offset_files(dir: &Path) -> io::Result<OffsetFiles> {
     let mut files = Vec::new();
     let mut strangers = Vec::new();
     if !dir.exists() {
-        return Ok((files, strangers));
+        return Ok(OffsetFiles { files, strangers });
     }
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
@@ -369,7 +377,7 @@ pub(crate) fn list_offset_files(dir: &Path) -> io::Result<(Vec<(u64, PathBuf)>, 
         }
     }
     files.sort_by_key(|(offset, _)| *offset);
-    Ok((files, strangers))
+    Ok(OffsetFiles { files, strangers })
 }
 
 #[cfg(test)]
@@ -438,7 +446,7 @@ mod tests {
         fs::write(dir.path().join(offset_file_name(0)), b"").unwrap();
         fs::write(dir.path().join("00000000000000000020.tmp"), b"").unwrap();
         fs::write(dir.path().join("notes.txt"), b"").unwrap();
-        let (files, strangers) = list_offset_files(dir.path()).unwrap();
+        let OffsetFiles { files, strangers } = list_offset_files(dir.path()).unwrap();
         assert_eq!(
             files.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
             vec![0, 10]
