@@ -242,6 +242,7 @@ fn batch_is_contiguous_and_too_large_batch_is_refused() {
     let huge: Vec<Message> = (0..30).map(|i| message("B", 0, i, 10_000)).collect();
     let err = rt.block_on(store.put_messages(&huge)).unwrap_err();
     assert!(matches!(err, StoreError::BatchTooLarge { .. }), "{err:?}");
+    wait_dispatched(&store);
     assert_eq!(store.max_offset("B", 0), 51);
 }
 
