@@ -12,12 +12,7 @@ fn expired_segments_and_their_queue_and_index_files_are_deleted() {
         c.consume_queue_entries_per_file = 100;
         c.index_max_entries = 256;
     });
-    let rt = runtime();
-    for i in 0..3000u64 {
-        rt.block_on(store.put_message(message("Old", 0, i, 300)))
-            .unwrap();
-    }
-    wait_dispatched(&store);
+    fill_queue(&store, "Old", 0, 3000, 300);
     let segments = |d: &std::path::Path| {
         std::fs::read_dir(d.join("store/commitlog"))
             .unwrap()
@@ -55,7 +50,8 @@ fn expired_segments_and_their_queue_and_index_files_are_deleted() {
     );
 
     // Writing continues and a restart keeps the trimmed state.
-    rt.block_on(store.put_message(message("Old", 0, 5000, 10)))
+    runtime()
+        .block_on(store.put_message(message("Old", 0, 5000, 10)))
         .unwrap();
     let config = store.config().clone();
     drop(store);
@@ -71,12 +67,7 @@ fn disk_pressure_deletes_unexpired_segments_forcibly() {
         c.disk_clean_ratio = 0.0;
         c.disk_clean_forcibly_ratio = 0.0;
     });
-    let rt = runtime();
-    for i in 0..2000u64 {
-        rt.block_on(store.put_message(message("P", 0, i, 300)))
-            .unwrap();
-    }
-    wait_dispatched(&store);
+    fill_queue(&store, "P", 0, 2000, 300);
     let report = store.run_retention(now_millis()).unwrap();
     assert!(report.segments_deleted > 0, "{report:?}");
     assert!(store.min_physical_offset() > 0);

@@ -42,6 +42,16 @@ pub fn message(topic: &str, queue: i32, i: u64, len: usize) -> Message {
     Message::new(topic, queue, body(i, len)).with_property("UNIQ_KEY", format!("uniq-{i}"))
 }
 
+/// Appends `count` messages (`message(topic, queue, i, len)`) and waits for dispatch.
+pub fn fill_queue(store: &MessageStore, topic: &str, queue: i32, count: u64, len: usize) {
+    let rt = runtime();
+    for i in 0..count {
+        rt.block_on(store.put_message(message(topic, queue, i, len)))
+            .unwrap();
+    }
+    wait_dispatched(store);
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
