@@ -620,10 +620,6 @@ impl CommitLog {
         self.prefaulter.run(stop)
     }
 
-    pub(crate) fn set_prefault_thread(&self, thread: std::thread::Thread) {
-        self.prefaulter.set_thread(thread);
-    }
-
     /// Refuses every later append; waits for one in progress to finish.
     pub(crate) fn close(&self) {
         self.append.lock().expect("append lock poisoned").closed = true;

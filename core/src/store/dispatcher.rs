@@ -99,11 +99,6 @@ impl Dispatcher {
         self.last_timestamp.store(timestamp, Ordering::Release);
     }
 
-    /// Binds the dispatcher to its thread (see [`Dispatcher::run`]).
-    pub(crate) fn register_thread(&self, thread: std::thread::Thread) {
-        self.sleeper.register(thread);
-    }
-
     /// Tells the dispatcher that more of the log may be visible.
     pub(crate) fn wake(&self) {
         self.sleeper.wake();

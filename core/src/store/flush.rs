@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -57,11 +56,6 @@ impl GroupCommit {
             #[cfg(test)]
             paused: AtomicBool::new(false),
         }
-    }
-
-    /// Binds flusher `index` to its thread.
-    pub(crate) fn register_flusher(&self, index: usize, thread: Thread) {
-        self.flushers[index].register(thread);
     }
 
     /// Tells the flushers that appended bytes wait (call after appending).

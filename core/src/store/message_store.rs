@@ -198,18 +198,14 @@ impl MessageStore {
                 .map_err(|e| StoreError::io(format!("starting thread {name}"), e))
         };
         let mut threads = self.threads.lock().expect("threads lock poisoned");
-        let dispatcher = spawn(
+        threads.push(spawn(
             "tern-dispatch",
             Box::new(|inner| inner.dispatcher.run(&inner.stop)),
-        )?;
-        self.inner
-            .dispatcher
-            .register_thread(dispatcher.thread().clone());
-        threads.push(dispatcher);
+        )?);
         match self.inner.config.flush_disk_type {
             FlushDiskType::SyncFlush => {
                 for index in 0..GROUP_COMMIT_FLUSHERS {
-                    let flusher = spawn(
+                    threads.push(spawn(
                         &format!("tern-group-commit-{index}"),
                         Box::new(move |inner| {
                             let wake = || inner.dispatcher.wake();
@@ -222,11 +218,7 @@ impl MessageStore {
                                 &inner.stop,
                             )
                         }),
-                    )?;
-                    self.inner
-                        .group_commit
-                        .register_flusher(index, flusher.thread().clone());
-                    threads.push(flusher);
+                    )?);
                 }
             }
             FlushDiskType::AsyncFlush => {
@@ -250,14 +242,10 @@ impl MessageStore {
                         )
                     }),
                 )?);
-                let prefault = spawn(
+                threads.push(spawn(
                     "tern-prefault",
                     Box::new(|inner| inner.log.run_prefaulter(&inner.stop)),
-                )?;
-                self.inner
-                    .log
-                    .set_prefault_thread(prefault.thread().clone());
-                threads.push(prefault);
+                )?);
             }
         }
         threads.push(spawn(

@@ -8,7 +8,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::Thread;
 use std::time::Duration;
 
 use tracing::debug;
@@ -50,10 +49,6 @@ impl Prefaulter {
             sleeper: Sleeper::default(),
             unsupported: AtomicBool::new(false),
         }
-    }
-
-    pub(crate) fn set_thread(&self, thread: Thread) {
-        self.sleeper.register(thread);
     }
 
     /// Called by the appender after writing up to log offset `position` in `segment`. Cheap unless

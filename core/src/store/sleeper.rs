@@ -20,11 +20,6 @@ pub(crate) struct Sleeper {
 }
 
 impl Sleeper {
-    /// Binds the sleeper to the thread that will call [`Sleeper::sleep`].
-    pub(crate) fn register(&self, thread: Thread) {
-        let _ = self.thread.set(thread);
-    }
-
     /// Wakes the thread if it is asleep or about to sleep. Call after the work is visible.
     pub(crate) fn wake(&self) {
         fence(Ordering::SeqCst);
@@ -36,8 +31,16 @@ impl Sleeper {
     }
 
     /// Sleeps up to `timeout`, unless `has_work` says there is work once the sleep is announced.
-    /// Only the registered thread calls this.
+    /// The first call binds the sleeper to the calling thread; only that thread may call it. The
+    /// binding happens before the announcement, so a waker that sees the announcement finds the
+    /// thread to unpark.
     pub(crate) fn sleep(&self, timeout: Duration, has_work: impl FnOnce() -> bool) {
+        let me = self.thread.get_or_init(std::thread::current);
+        debug_assert_eq!(
+            me.id(),
+            std::thread::current().id(),
+            "a Sleeper serves one thread"
+        );
         self.sleeping.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if !has_work() {
@@ -76,7 +79,6 @@ mod tests {
                 }
             })
         };
-        sleeper.register(consumer.thread().clone());
         let start = Instant::now();
         for _ in 0..20_000 {
             produced.fetch_add(1, Ordering::Release);
