@@ -1,0 +1,209 @@
+//! JSON bodies exchanged between NameServer, broker and clients, with RocketMQ's field names.
+//!
+//! Every field has a default so that a peer of another version that leaves one out is still
+//! understood; map keys that are numbers in Java (broker ids) are written as JSON strings, which
+//! both RocketMQ's Java parser and serde accept.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::codes::perm;
+
+/// One broker's share of a topic (in a route).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct QueueData {
+    pub broker_name: String,
+    pub read_queue_nums: i32,
+    pub write_queue_nums: i32,
+    pub perm: i32,
+    pub topic_sys_flag: i32,
+}
+
+/// A broker group: its name, cluster and the address of each member by broker id (0 = master).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BrokerData {
+    pub cluster: String,
+    pub broker_name: String,
+    pub broker_addrs: BTreeMap<i64, String>,
+}
+
+impl BrokerData {
+    /// The master's address, if the master is registered.
+    pub fn master_addr(&self) -> Option<&str> {
+        self.broker_addrs.get(&0).map(String::as_str)
+    }
+}
+
+/// The answer to GET_ROUTEINFO_BY_TOPIC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TopicRouteData {
+    pub order_topic_conf: Option<String>,
+    pub queue_datas: Vec<QueueData>,
+    pub broker_datas: Vec<BrokerData>,
+    pub filter_server_table: HashMap<String, Vec<String>>,
+}
+
+/// The answer to GET_BROKER_CLUSTER_INFO.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ClusterInfo {
+    pub broker_addr_table: BTreeMap<String, BrokerData>,
+    pub cluster_addr_table: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// A topic's configuration, as brokers persist and register it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TopicConfig {
+    pub topic_name: String,
+    pub read_queue_nums: i32,
+    pub write_queue_nums: i32,
+    pub perm: i32,
+    pub topic_filter_type: String,
+    pub topic_sys_flag: i32,
+    pub order: bool,
+}
+
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig {
+            topic_name: String::new(),
+            read_queue_nums: 16,
+            write_queue_nums: 16,
+            perm: perm::READ | perm::WRITE,
+            topic_filter_type: "SINGLE_TAG".into(),
+            topic_sys_flag: 0,
+            order: false,
+        }
+    }
+}
+
+impl TopicConfig {
+    pub fn new(name: impl Into<String>, queues: i32, perm: i32) -> TopicConfig {
+        TopicConfig {
+            topic_name: name.into(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm,
+            ..TopicConfig::default()
+        }
+    }
+}
+
+/// A version stamp for a table: changes whenever the table does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DataVersion {
+    pub timestamp: i64,
+    pub counter: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TopicConfigSerializeWrapper {
+    pub topic_config_table: BTreeMap<String, TopicConfig>,
+    pub data_version: DataVersion,
+}
+
+/// The body of REGISTER_BROKER.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RegisterBrokerBody {
+    pub topic_config_serialize_wrapper: TopicConfigSerializeWrapper,
+    pub filter_server_list: Vec<String>,
+}
+
+/// A producer group a client belongs to (in a heartbeat).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ProducerData {
+    pub group_name: String,
+}
+
+/// A topic subscription of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionData {
+    pub class_filter_mode: bool,
+    pub topic: String,
+    pub sub_string: String,
+    pub tags_set: BTreeSet<String>,
+    pub code_set: BTreeSet<i32>,
+    pub sub_version: i64,
+    pub expression_type: String,
+}
+
+impl Default for SubscriptionData {
+    fn default() -> Self {
+        SubscriptionData {
+            class_filter_mode: false,
+            topic: String::new(),
+            sub_string: "*".into(),
+            tags_set: BTreeSet::new(),
+            code_set: BTreeSet::new(),
+            sub_version: 0,
+            expression_type: "TAG".into(),
+        }
+    }
+}
+
+/// A consumer group a client belongs to (in a heartbeat).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumerData {
+    pub group_name: String,
+    /// `CONSUME_ACTIVELY` (pull) or `CONSUME_PASSIVELY` (push).
+    pub consume_type: String,
+    /// `CLUSTERING` or `BROADCASTING`.
+    pub message_model: String,
+    pub consume_from_where: String,
+    pub subscription_data_set: Vec<SubscriptionData>,
+    pub unit_mode: bool,
+}
+
+impl Default for ConsumerData {
+    fn default() -> Self {
+        ConsumerData {
+            group_name: String::new(),
+            consume_type: "CONSUME_ACTIVELY".into(),
+            message_model: "CLUSTERING".into(),
+            consume_from_where: "CONSUME_FROM_LAST_OFFSET".into(),
+            subscription_data_set: Vec::new(),
+            unit_mode: false,
+        }
+    }
+}
+
+/// The body of HEART_BEAT (34).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HeartbeatData {
+    #[serde(rename = "clientID")]
+    pub client_id: String,
+    #[serde(rename = "producerDataSet")]
+    pub producer_data_set: Vec<ProducerData>,
+    #[serde(rename = "consumerDataSet")]
+    pub consumer_data_set: Vec<ConsumerData>,
+}
+
+/// The answer to GET_CONSUMER_LIST_BY_GROUP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ConsumerListBody {
+    pub consumer_id_list: Vec<String>,
+}
+
+/// Decodes a JSON body, naming the body type in the error.
+pub fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body)
+        .map_err(|e| format!("malformed {} body: {e}", std::any::type_name::<T>()))
+}
+
+/// Encodes a JSON body.
+pub fn encode_json<T: Serialize>(value: &T) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::to_vec(value).expect("protocol bodies always serialize"))
+}

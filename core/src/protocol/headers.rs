@@ -1,0 +1,252 @@
+//! Typed request and response headers, with RocketMQ's wire names.
+
+use std::collections::HashMap;
+
+use crate::command_header;
+
+use super::header::{CommandHeader, HeaderError};
+
+command_header! {
+    /// SEND_MESSAGE (10) and SEND_BATCH_MESSAGE (320).
+    pub struct SendMessageRequestHeader {
+        pub producer_group: String = "producerGroup",
+        pub topic: String = "topic",
+        pub default_topic: Option<String> = "defaultTopic",
+        pub default_topic_queue_nums: Option<i32> = "defaultTopicQueueNums",
+        pub queue_id: i32 = "queueId",
+        pub sys_flag: i32 = "sysFlag",
+        pub born_timestamp: i64 = "bornTimestamp",
+        pub flag: i32 = "flag",
+        pub properties: Option<String> = "properties",
+        pub reconsume_times: Option<i32> = "reconsumeTimes",
+        pub unit_mode: Option<bool> = "unitMode",
+        pub batch: Option<bool> = "batch",
+        pub max_reconsume_times: Option<i32> = "maxReconsumeTimes",
+        pub broker_name: Option<String> = "bname",
+    }
+}
+
+/// SEND_MESSAGE_V2's short field names, in [`SendMessageRequestHeader`] order.
+const V2_NAMES: [(&str, &str); 14] = [
+    ("a", "producerGroup"),
+    ("b", "topic"),
+    ("c", "defaultTopic"),
+    ("d", "defaultTopicQueueNums"),
+    ("e", "queueId"),
+    ("f", "sysFlag"),
+    ("g", "bornTimestamp"),
+    ("h", "flag"),
+    ("i", "properties"),
+    ("j", "reconsumeTimes"),
+    ("k", "unitMode"),
+    ("l", "maxReconsumeTimes"),
+    ("m", "batch"),
+    ("n", "bname"),
+];
+
+impl SendMessageRequestHeader {
+    /// Reads the V2 form (SEND_MESSAGE_V2, code 310), whose fields are named `a` … `n`.
+    pub fn read_v2(ext: &HashMap<String, String>) -> Result<Self, HeaderError> {
+        let long: HashMap<String, String> = V2_NAMES
+            .iter()
+            .filter_map(|(short, long)| ext.get(*short).map(|v| (long.to_string(), v.clone())))
+            .collect();
+        Self::read_from(&long)
+    }
+
+    /// Writes the V2 form.
+    pub fn write_v2(&self, ext: &mut HashMap<String, String>) {
+        let mut long = HashMap::new();
+        self.write_to(&mut long);
+        for (short, long_name) in V2_NAMES {
+            if let Some(v) = long.remove(long_name) {
+                ext.insert(short.to_string(), v);
+            }
+        }
+    }
+}
+
+command_header! {
+    pub struct SendMessageResponseHeader {
+        /// The offset message id (store host + CommitLog offset); comma separated for batches.
+        pub msg_id: String = "msgId",
+        pub queue_id: i32 = "queueId",
+        pub queue_offset: i64 = "queueOffset",
+        pub transaction_id: Option<String> = "transactionId",
+    }
+}
+
+command_header! {
+    /// PULL_MESSAGE (11).
+    pub struct PullMessageRequestHeader {
+        pub consumer_group: String = "consumerGroup",
+        pub topic: String = "topic",
+        pub queue_id: i32 = "queueId",
+        pub queue_offset: i64 = "queueOffset",
+        pub max_msg_nums: i32 = "maxMsgNums",
+        pub sys_flag: i32 = "sysFlag",
+        pub commit_offset: i64 = "commitOffset",
+        pub suspend_timeout_millis: i64 = "suspendTimeoutMillis",
+        pub subscription: Option<String> = "subscription",
+        pub sub_version: i64 = "subVersion",
+        pub expression_type: Option<String> = "expressionType",
+        pub max_msg_bytes: Option<i32> = "maxMsgBytes",
+    }
+}
+
+/// PULL_MESSAGE `sysFlag` bits.
+pub mod pull_sys_flag {
+    pub const COMMIT_OFFSET: i32 = 1;
+    pub const SUSPEND: i32 = 1 << 1;
+    pub const SUBSCRIPTION: i32 = 1 << 2;
+    pub const CLASS_FILTER: i32 = 1 << 3;
+    pub const LITE_PULL_MESSAGE: i32 = 1 << 4;
+}
+
+command_header! {
+    pub struct PullMessageResponseHeader {
+        pub suggest_which_broker_id: i64 = "suggestWhichBrokerId",
+        pub next_begin_offset: i64 = "nextBeginOffset",
+        pub min_offset: i64 = "minOffset",
+        pub max_offset: i64 = "maxOffset",
+    }
+}
+
+command_header! {
+    /// QUERY_CONSUMER_OFFSET (14).
+    pub struct QueryConsumerOffsetRequestHeader {
+        pub consumer_group: String = "consumerGroup",
+        pub topic: String = "topic",
+        pub queue_id: i32 = "queueId",
+        pub set_zero_if_not_found: Option<bool> = "setZeroIfNotFound",
+    }
+}
+
+command_header! {
+    /// The answer to QUERY_CONSUMER_OFFSET, GET_MAX_OFFSET, GET_MIN_OFFSET and
+    /// SEARCH_OFFSET_BY_TIMESTAMP.
+    pub struct OffsetResponseHeader {
+        pub offset: i64 = "offset",
+    }
+}
+
+command_header! {
+    /// UPDATE_CONSUMER_OFFSET (15).
+    pub struct UpdateConsumerOffsetRequestHeader {
+        pub consumer_group: String = "consumerGroup",
+        pub topic: String = "topic",
+        pub queue_id: i32 = "queueId",
+        pub commit_offset: i64 = "commitOffset",
+    }
+}
+
+command_header! {
+    /// UPDATE_AND_CREATE_TOPIC (17).
+    pub struct CreateTopicRequestHeader {
+        pub topic: String = "topic",
+        pub default_topic: Option<String> = "defaultTopic",
+        pub read_queue_nums: i32 = "readQueueNums",
+        pub write_queue_nums: i32 = "writeQueueNums",
+        pub perm: i32 = "perm",
+        pub topic_filter_type: Option<String> = "topicFilterType",
+        pub topic_sys_flag: Option<i32> = "topicSysFlag",
+        pub order: Option<bool> = "order",
+    }
+}
+
+command_header! {
+    /// GET_MAX_OFFSET (30), GET_MIN_OFFSET (31), GET_EARLIEST_MSG_STORETIME (32).
+    pub struct QueueRequestHeader {
+        pub topic: String = "topic",
+        pub queue_id: i32 = "queueId",
+    }
+}
+
+command_header! {
+    /// SEARCH_OFFSET_BY_TIMESTAMP (29).
+    pub struct SearchOffsetRequestHeader {
+        pub topic: String = "topic",
+        pub queue_id: i32 = "queueId",
+        pub timestamp: i64 = "timestamp",
+    }
+}
+
+command_header! {
+    /// VIEW_MESSAGE_BY_ID (33): `offset` is the CommitLog offset from the offset message id.
+    pub struct ViewMessageRequestHeader {
+        pub offset: i64 = "offset",
+        pub topic: Option<String> = "topic",
+    }
+}
+
+command_header! {
+    /// QUERY_MESSAGE (12).
+    pub struct QueryMessageRequestHeader {
+        pub topic: String = "topic",
+        pub key: String = "key",
+        pub max_num: i32 = "maxNum",
+        pub begin_timestamp: i64 = "beginTimestamp",
+        pub end_timestamp: i64 = "endTimestamp",
+    }
+}
+
+command_header! {
+    pub struct QueryMessageResponseHeader {
+        pub index_last_update_timestamp: i64 = "indexLastUpdateTimestamp",
+        pub index_last_update_phyoffset: i64 = "indexLastUpdatePhyoffset",
+    }
+}
+
+command_header! {
+    /// GET_CONSUMER_LIST_BY_GROUP (38) and NOTIFY_CONSUMER_IDS_CHANGED (40).
+    pub struct ConsumerGroupRequestHeader {
+        pub consumer_group: String = "consumerGroup",
+    }
+}
+
+command_header! {
+    /// UNREGISTER_CLIENT (35).
+    pub struct UnregisterClientRequestHeader {
+        pub client_id: String = "clientID",
+        pub producer_group: Option<String> = "producerGroup",
+        pub consumer_group: Option<String> = "consumerGroup",
+    }
+}
+
+command_header! {
+    /// REGISTER_BROKER (103).
+    pub struct RegisterBrokerRequestHeader {
+        pub broker_name: String = "brokerName",
+        pub broker_addr: String = "brokerAddr",
+        pub cluster_name: String = "clusterName",
+        pub ha_server_addr: String = "haServerAddr",
+        pub broker_id: i64 = "brokerId",
+        pub heartbeat_timeout_millis: Option<i64> = "heartbeatTimeoutMillis",
+        pub compressed: Option<bool> = "compressed",
+        pub body_crc32: Option<i32> = "bodyCrc32",
+    }
+}
+
+command_header! {
+    pub struct RegisterBrokerResponseHeader {
+        pub ha_server_addr: Option<String> = "haServerAddr",
+        pub master_addr: Option<String> = "masterAddr",
+    }
+}
+
+command_header! {
+    /// UNREGISTER_BROKER (104).
+    pub struct UnregisterBrokerRequestHeader {
+        pub broker_name: String = "brokerName",
+        pub broker_addr: String = "brokerAddr",
+        pub cluster_name: String = "clusterName",
+        pub broker_id: i64 = "brokerId",
+    }
+}
+
+command_header! {
+    /// GET_ROUTEINFO_BY_TOPIC (105).
+    pub struct TopicRequestHeader {
+        pub topic: String = "topic",
+    }
+}
