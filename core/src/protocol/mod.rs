@@ -6,6 +6,7 @@
 //! - [`connection`]: one socket, many calls in flight, requests served concurrently.
 //! - [`server`] / [`client`]: accepting connections; one pooled connection per peer.
 
+pub mod batch;
 pub mod body;
 pub mod client;
 pub mod codes;
@@ -16,6 +17,7 @@ pub mod frame;
 pub mod header;
 pub mod headers;
 pub mod server;
+pub mod subscription;
 
 pub use client::RemotingClient;
 pub use command::{LanguageCode, RemotingCommand, SerializeType};

@@ -457,7 +457,10 @@ impl MessageStore {
         self.close()
     }
 
-    fn close(&self) -> Result<(), StoreError> {
+    /// [`Self::shutdown`] through a shared reference, for owners that hand the store out in an
+    /// `Arc` (the broker). Appends fail with `ShuttingDown` afterwards; reads keep working until
+    /// the last reference is dropped. Idempotent.
+    pub fn close(&self) -> Result<(), StoreError> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }

@@ -1,0 +1,140 @@
+//! `tern-broker`: the broker process.
+//!
+//! Reads `--config` (TOML, see conf/broker.toml), applies command-line overrides, starts, prints
+//! `tern-broker listening on <addr>` once it serves, and shuts down cleanly on SIGTERM or Ctrl-C
+//! (flush, persist offsets, unregister, remove `abort`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tern_core::broker::{Broker, BrokerConfig};
+use tern_core::store::FlushDiskType;
+
+#[derive(Parser, Debug)]
+#[command(name = "tern-broker", version, about = "Tern broker (RocketMQ remoting protocol)")]
+struct Args {
+    /// TOML configuration file (conf/broker.toml documents every key).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on, e.g. 127.0.0.1:10911 (port 0 picks a free one).
+    #[arg(long)]
+    listen: Option<String>,
+    /// NameServer addresses, separated by `;` or `,`.
+    #[arg(long)]
+    namesrv: Option<String>,
+    /// Store root directory.
+    #[arg(long)]
+    store_path: Option<PathBuf>,
+    #[arg(long)]
+    broker_name: Option<String>,
+    #[arg(long)]
+    cluster: Option<String>,
+    #[arg(long)]
+    broker_id: Option<i64>,
+    /// ASYNC_FLUSH or SYNC_FLUSH.
+    #[arg(long)]
+    flush_disk_type: Option<String>,
+    /// Create topics on their first send.
+    #[arg(long)]
+    auto_create_topic: Option<bool>,
+    /// Seconds between NameServer registrations.
+    #[arg(long)]
+    register_interval_secs: Option<u64>,
+}
+
+fn configure(args: Args) -> Result<BrokerConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => BrokerConfig::load(path).map_err(|e| e.to_string())?,
+        None => BrokerConfig::default(),
+    };
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.namesrv {
+        config.namesrv_addrs = v
+            .split([';', ','])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+    }
+    if let Some(v) = args.store_path {
+        config.store.store_path = v;
+    }
+    if let Some(v) = args.broker_name {
+        config.broker_name = v;
+    }
+    if let Some(v) = args.cluster {
+        config.cluster_name = v;
+    }
+    if let Some(v) = args.broker_id {
+        config.broker_id = v;
+    }
+    if let Some(v) = args.flush_disk_type {
+        config.store.flush_disk_type = match v.to_ascii_uppercase().as_str() {
+            "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
+            "SYNC_FLUSH" => FlushDiskType::SyncFlush,
+            other => return Err(format!("--flush-disk-type {other}: expected ASYNC_FLUSH or SYNC_FLUSH")),
+        };
+    }
+    if let Some(v) = args.auto_create_topic {
+        config.auto_create_topic = v;
+    }
+    if let Some(v) = args.register_interval_secs {
+        config.register_interval_ms = v.saturating_mul(1000);
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match configure(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tern-broker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let broker = match Broker::start(config).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("tern-broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("tern-broker listening on {}", broker.addr());
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    match broker.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tern-broker: shutdown: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The broker's configuration (`conf/broker.toml`).
+//!
+//! Every field has a default, so a file only needs what differs; unknown keys are refused so that
+//! a typo is an error rather than a silently ignored setting. The `[store]` table is the store's own
+//! [`StoreConfig`].
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::StoreConfig;
+
+use super::error::BrokerError;
+
+/// Most NameServers a broker registers with.
+pub const MAX_NAMESRV_ADDRS: usize = 64;
+/// Longest a pull may be held, whatever the client asks (longer asks are shortened).
+pub const MAX_PULL_SUSPEND: Duration = Duration::from_secs(60);
+/// Most queues a topic may have.
+pub const MAX_QUEUES_PER_TOPIC: i32 = 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// The broker group's name (`brokerName`); masters and slaves of a group share it.
+    pub broker_name: String,
+    pub cluster_name: String,
+    /// 0 for the master, > 0 for slaves.
+    pub broker_id: i64,
+    /// Address the remoting server binds.
+    pub listen: String,
+    /// IP announced to NameServers and clients (the listen port is appended).
+    pub broker_ip: String,
+    /// NameServers to register with (`host:port`); the broker registers with every one.
+    pub namesrv_addrs: Vec<String>,
+    pub register_interval_ms: u64,
+    pub register_timeout_ms: u64,
+    /// Create a topic on its first send (with `default_topic_queues` queues). Off by default:
+    /// a typo in a producer should be an error, not a new topic.
+    pub auto_create_topic: bool,
+    pub default_topic_queues: i32,
+    /// Consumer offsets are written to disk this often (and on shutdown).
+    pub offset_persist_interval_ms: u64,
+    /// A held pull re-checks its queue this often even without an arrival signal.
+    pub long_poll_recheck_ms: u64,
+    /// Messages and bytes one pull returns at most (RocketMQ's in-memory transfer limits).
+    pub max_pull_messages: i32,
+    pub max_pull_bytes: i32,
+    /// A client silent this long is dropped from its groups.
+    pub client_expiry_ms: u64,
+    pub store: StoreConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            broker_name: "broker-a".into(),
+            cluster_name: "DefaultCluster".into(),
+            broker_id: 0,
+            listen: "0.0.0.0:10911".into(),
+            broker_ip: "127.0.0.1".into(),
+            namesrv_addrs: vec!["127.0.0.1:9876".into()],
+            register_interval_ms: 30_000,
+            register_timeout_ms: 6_000,
+            auto_create_topic: false,
+            default_topic_queues: 4,
+            offset_persist_interval_ms: 5_000,
+            long_poll_recheck_ms: 5_000,
+            max_pull_messages: 32,
+            max_pull_bytes: 256 * 1024,
+            client_expiry_ms: 120_000,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<BrokerConfig, BrokerError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| BrokerError::Config(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|e| BrokerError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Checks every limit; the broker refuses to start on a bad value.
+    pub fn validate(&self) -> Result<(), BrokerError> {
+        let bad = |m: String| Err(BrokerError::Config(m));
+        if !valid_name(&self.broker_name) {
+            return bad(format!("broker_name `{}` must match [A-Za-z0-9_-]{{1,64}}", self.broker_name));
+        }
+        if !valid_name(&self.cluster_name) {
+            return bad(format!("cluster_name `{}` must match [A-Za-z0-9_-]{{1,64}}", self.cluster_name));
+        }
+        if self.broker_id < 0 {
+            return bad("broker_id must be >= 0".into());
+        }
+        if self.namesrv_addrs.len() > MAX_NAMESRV_ADDRS {
+            return bad(format!("at most {MAX_NAMESRV_ADDRS} namesrv_addrs"));
+        }
+        for addr in &self.namesrv_addrs {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return bad(format!("namesrv address `{addr}` is not ip:port"));
+            }
+        }
+        if self.broker_ip.parse::<std::net::IpAddr>().is_err() {
+            return bad(format!("broker_ip `{}` is not an IP address", self.broker_ip));
+        }
+        if !(1..=MAX_QUEUES_PER_TOPIC).contains(&self.default_topic_queues) {
+            return bad(format!("default_topic_queues must be 1..={MAX_QUEUES_PER_TOPIC}"));
+        }
+        if !(1..=crate::store::MAX_GET_COUNT as i32).contains(&self.max_pull_messages) {
+            return bad(format!("max_pull_messages must be 1..={}", crate::store::MAX_GET_COUNT));
+        }
+        if !(1024..=crate::protocol::MAX_FRAME_BYTES as i32 / 2).contains(&self.max_pull_bytes) {
+            return bad("max_pull_bytes must be 1 KiB ..= 8 MiB".into());
+        }
+        for (name, ms) in [
+            ("register_interval_ms", self.register_interval_ms),
+            ("register_timeout_ms", self.register_timeout_ms),
+            ("offset_persist_interval_ms", self.offset_persist_interval_ms),
+            ("long_poll_recheck_ms", self.long_poll_recheck_ms),
+            ("client_expiry_ms", self.client_expiry_ms),
+        ] {
+            if ms == 0 || ms > 3_600_000 {
+                return bad(format!("{name} must be 1 ..= 3600000"));
+            }
+        }
+        self.store.validate().map_err(|e| BrokerError::Config(format!("[store]: {e}")))?;
+        Ok(())
+    }
+}
+
+/// Broker and cluster names: what NameServer tables and file names can hold safely.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}

@@ -1,0 +1,26 @@
+//! The broker (reference §7–8): a remoting server in front of the [store](crate::store).
+//!
+//! - [`Broker`]: start, serve, shut down; the timers (registration, offset persistence, client
+//!   expiry).
+//! - `processor`: one handler module per family of request codes.
+//! - `topic_table`, `consumer_offsets`: the broker's durable tables under `<store>/config/`.
+//! - `consumer_groups`: heartbeat-driven group membership (volatile, rebuilt by heartbeats).
+//! - `long_poll`: held pulls, woken by the store's dispatcher.
+//! - `registration`: REGISTER_BROKER to every NameServer.
+
+mod broker;
+mod config;
+mod consumer_groups;
+mod consumer_offsets;
+mod error;
+mod json_file;
+mod long_poll;
+mod processor;
+mod registration;
+mod state;
+mod topic_table;
+
+pub use broker::Broker;
+pub use config::{BrokerConfig, MAX_PULL_SUSPEND, MAX_QUEUES_PER_TOPIC, valid_name};
+pub use error::BrokerError;
+pub use topic_table::{MAX_TOPICS, TopicError, valid_topic_name};

@@ -1,0 +1,239 @@
+//! SEND_MESSAGE (10), SEND_MESSAGE_V2 (310) and SEND_BATCH_MESSAGE (320).
+//!
+//! The answer is given only once the store says the message is as durable as the flush mode
+//! promises; `FLUSH_DISK_TIMEOUT` means "stored, but the fsync did not finish in time".
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+
+use crate::protocol::RemotingCommand;
+use crate::protocol::batch::decode_batch;
+use crate::protocol::body::TopicConfig;
+use crate::protocol::codes::{perm, response};
+use crate::protocol::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
+use crate::protocol::{CommandHeader, Connection};
+use crate::store::{Message, Properties, PutStatus, StoreError, offset_message_id, sys_flag};
+
+use super::super::state::BrokerState;
+use super::super::topic_table::valid_topic_name;
+use super::{bad_group, bad_header, valid_group};
+
+pub(super) async fn send(
+    state: &BrokerState,
+    conn: &Connection,
+    req: &RemotingCommand,
+    v2: bool,
+) -> RemotingCommand {
+    let header = match if v2 {
+        SendMessageRequestHeader::read_v2(&req.ext_fields)
+    } else {
+        SendMessageRequestHeader::read_from(&req.ext_fields)
+    } {
+        Ok(h) => h,
+        Err(e) => return bad_header(e),
+    };
+    if header.batch == Some(true) {
+        return send_batch_with(state, conn, req, header).await;
+    }
+    let (topic, queue_id) = match resolve_queue(state, &header) {
+        Ok(pair) => pair,
+        Err(response) => return response,
+    };
+    let message = Message {
+        topic: topic.topic_name.clone(),
+        queue_id,
+        flag: header.flag,
+        body: req.body.clone(),
+        properties: Properties::decode(header.properties.as_deref().unwrap_or("")),
+        sys_flag: header.sys_flag & !(sys_flag::BORN_HOST_V6 | sys_flag::STORE_HOST_V6),
+        born_timestamp: header.born_timestamp,
+        born_host: born_host(conn),
+        reconsume_times: header.reconsume_times.unwrap_or(0),
+        prepared_transaction_offset: 0,
+    };
+    match state.store.put_message(message).await {
+        Ok(put) => respond(
+            put.status,
+            SendMessageResponseHeader {
+                msg_id: put.offset_message_id(),
+                queue_id,
+                queue_offset: put.record.queue_offset as i64,
+                transaction_id: None,
+            },
+        ),
+        Err(e) => store_error(e),
+    }
+}
+
+pub(super) async fn send_batch(
+    state: &BrokerState,
+    conn: &Connection,
+    req: &RemotingCommand,
+) -> RemotingCommand {
+    match SendMessageRequestHeader::read_from(&req.ext_fields)
+        .or_else(|_| SendMessageRequestHeader::read_v2(&req.ext_fields))
+    {
+        Ok(header) => send_batch_with(state, conn, req, header).await,
+        Err(e) => bad_header(e),
+    }
+}
+
+async fn send_batch_with(
+    state: &BrokerState,
+    conn: &Connection,
+    req: &RemotingCommand,
+    header: SendMessageRequestHeader,
+) -> RemotingCommand {
+    let (topic, queue_id) = match resolve_queue(state, &header) {
+        Ok(pair) => pair,
+        Err(response) => return response,
+    };
+    let entries = match decode_batch(req.body.clone()) {
+        Ok(entries) => entries,
+        Err(e) => return RemotingCommand::error(response::MESSAGE_ILLEGAL, e.to_string()),
+    };
+    let born_host = born_host(conn);
+    let messages: Vec<Message> = entries
+        .into_iter()
+        .map(|entry| Message {
+            topic: topic.topic_name.clone(),
+            queue_id,
+            flag: entry.flag,
+            body: entry.body,
+            properties: Properties::decode(&entry.properties),
+            sys_flag: header.sys_flag & !(sys_flag::BORN_HOST_V6 | sys_flag::STORE_HOST_V6),
+            born_timestamp: header.born_timestamp,
+            born_host,
+            reconsume_times: header.reconsume_times.unwrap_or(0),
+            prepared_transaction_offset: 0,
+        })
+        .collect();
+    let store_host: SocketAddr = state
+        .addr
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    match state.store.put_messages(&messages).await {
+        Ok(put) => {
+            let ids: Vec<String> = put
+                .records
+                .iter()
+                .map(|r| offset_message_id(store_host, r.physical_offset))
+                .collect();
+            let first = put.records.first().map_or(0, |r| r.queue_offset as i64);
+            respond(
+                put.status,
+                SendMessageResponseHeader {
+                    msg_id: ids.join(","),
+                    queue_id,
+                    queue_offset: first,
+                    transaction_id: None,
+                },
+            )
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// Finds (or, when enabled, creates) the topic and picks the queue.
+fn resolve_queue(
+    state: &BrokerState,
+    header: &SendMessageRequestHeader,
+) -> Result<(TopicConfig, i32), RemotingCommand> {
+    if !valid_topic_name(&header.topic) {
+        return Err(RemotingCommand::error(
+            response::MESSAGE_ILLEGAL,
+            format!(
+                "topic `{}` must be 1..=127 characters of [A-Za-z0-9%|_-]",
+                header.topic.chars().take(200).collect::<String>()
+            ),
+        ));
+    }
+    if !valid_group(&header.producer_group) {
+        return Err(bad_group(&header.producer_group));
+    }
+    let topic = match state.topics.get(&header.topic) {
+        Some(topic) => topic,
+        None if state.config.auto_create_topic => {
+            let queues = header
+                .default_topic_queue_nums
+                .filter(|&n| n > 0)
+                .map_or(state.config.default_topic_queues, |n| n.min(state.config.default_topic_queues));
+            let wanted = TopicConfig::new(&header.topic, queues, perm::READ | perm::WRITE);
+            match state.topics.create_if_absent(wanted) {
+                Ok((topic, created)) => {
+                    if created {
+                        tracing::info!(topic = %topic.topic_name, queues, "topic auto-created");
+                        state.register_now.notify_one();
+                    }
+                    topic
+                }
+                Err(e) => return Err(RemotingCommand::error(response::SYSTEM_ERROR, e.to_string())),
+            }
+        }
+        None => {
+            return Err(RemotingCommand::error(
+                response::TOPIC_NOT_EXIST,
+                format!("topic[{}] not exist, apply first please!", header.topic),
+            ));
+        }
+    };
+    if !perm::is_writeable(topic.perm) {
+        return Err(RemotingCommand::error(
+            response::NO_PERMISSION,
+            format!("the topic[{}] sending message is forbidden", topic.topic_name),
+        ));
+    }
+    let queue_id = if header.queue_id < 0 {
+        (state.next_queue.fetch_add(1, Ordering::Relaxed) % topic.write_queue_nums as usize) as i32
+    } else {
+        header.queue_id
+    };
+    if queue_id >= topic.write_queue_nums {
+        return Err(RemotingCommand::error(
+            response::SYSTEM_ERROR,
+            format!(
+                "request queueId[{queue_id}] is illegal, topic[{}] has {} write queues",
+                topic.topic_name, topic.write_queue_nums
+            ),
+        ));
+    }
+    Ok((topic, queue_id))
+}
+
+fn born_host(conn: &Connection) -> SocketAddr {
+    conn.peer().parse().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+}
+
+fn respond(status: PutStatus, header: SendMessageResponseHeader) -> RemotingCommand {
+    let code = match status {
+        PutStatus::Ok => response::SUCCESS,
+        PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
+    };
+    RemotingCommand::response(code, None)
+        .with_header(&header)
+        // Java clients read these two; harmless for others.
+        .with_ext("MSG_REGION", "DefaultRegion")
+        .with_ext("TRACE_ON", "true")
+}
+
+/// Maps a store refusal to the response code RocketMQ clients act on.
+pub(super) fn store_error(e: StoreError) -> RemotingCommand {
+    let code = match &e {
+        StoreError::BodyTooLarge { .. }
+        | StoreError::PropertiesTooLarge { .. }
+        | StoreError::TopicTooLong { .. }
+        | StoreError::TopicEmpty
+        | StoreError::TopicInvalidChars { .. }
+        | StoreError::InvalidProperty { .. }
+        | StoreError::InvalidQueueId(_)
+        | StoreError::InvalidBatch { .. }
+        | StoreError::BatchTooLarge { .. } => response::MESSAGE_ILLEGAL,
+        StoreError::FlushBacklog { .. } => response::SYSTEM_BUSY,
+        StoreError::DiskFull { .. } | StoreError::ShuttingDown => response::SERVICE_NOT_AVAILABLE,
+        _ => response::SYSTEM_ERROR,
+    };
+    if code == response::SYSTEM_ERROR {
+        tracing::error!(error = %e, "store failed a put");
+    }
+    RemotingCommand::error(code, e.to_string())
+}

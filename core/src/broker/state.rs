@@ -1,0 +1,57 @@
+//! What every request handler of a broker shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::protocol::Connection;
+use crate::protocol::RemotingCommand;
+use crate::protocol::codes::request;
+use crate::protocol::headers::ConsumerGroupRequestHeader;
+use crate::store::MessageStore;
+
+use super::config::BrokerConfig;
+use super::consumer_groups::{ConsumerGroups, MembershipChange};
+use super::consumer_offsets::ConsumerOffsets;
+use super::long_poll::LongPoll;
+use super::topic_table::TopicTable;
+
+pub(crate) struct BrokerState {
+    pub config: BrokerConfig,
+    /// `ip:port` announced to NameServers and written as STOREHOST.
+    pub addr: String,
+    pub store: Arc<MessageStore>,
+    pub topics: TopicTable,
+    pub offsets: ConsumerOffsets,
+    pub consumers: ConsumerGroups,
+    pub long_poll: Arc<LongPoll>,
+    /// Wakes the registration task when the topic table changed.
+    pub register_now: Notify,
+    pub shutting_down: AtomicBool,
+    /// Round-robin cursor for sends that leave the queue to the broker (queueId < 0).
+    pub next_queue: AtomicUsize,
+}
+
+impl BrokerState {
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Tells the members of a group that its membership changed, so they rebalance now rather
+    /// than at their next periodic rebalance. Oneway and best effort, like RocketMQ.
+    pub fn notify_members(&self, change: MembershipChange) {
+        let header = ConsumerGroupRequestHeader { consumer_group: change.group };
+        for member in change.members {
+            let command =
+                RemotingCommand::request_with(request::NOTIFY_CONSUMER_IDS_CHANGED, &header);
+            tokio::spawn(notify(member, command));
+        }
+    }
+}
+
+async fn notify(member: Connection, command: RemotingCommand) {
+    if let Err(e) = member.invoke_oneway(command).await {
+        tracing::debug!(peer = %member.peer(), error = %e, "consumer-ids-changed not delivered");
+    }
+}
