@@ -39,12 +39,19 @@ impl Broker {
     /// NameServer (a NameServer that is down is retried at the next interval).
     pub async fn start(mut config: BrokerConfig) -> Result<Broker, BrokerError> {
         config.validate()?;
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| BrokerError::Listen { addr: config.listen.clone(), source })?;
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| BrokerError::Listen {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
         let port = listener
             .local_addr()
-            .map_err(|source| BrokerError::Listen { addr: config.listen.clone(), source })?
+            .map_err(|source| BrokerError::Listen {
+                addr: config.listen.clone(),
+                source,
+            })?
             .port();
         let ip: std::net::IpAddr = config
             .broker_ip
@@ -76,13 +83,22 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             next_queue: AtomicUsize::new(0),
         });
-        let server = serve_listener(listener, Arc::new(Processor { state: state.clone() }));
+        let server = serve_listener(
+            listener,
+            Arc::new(Processor {
+                state: state.clone(),
+            }),
+        );
         let namesrv = Arc::new(RemotingClient::new());
         register_all(&state, &namesrv).await;
 
         let (stop, stopped) = watch::channel(false);
         let tasks = vec![
-            tokio::spawn(registration_loop(state.clone(), namesrv.clone(), stopped.clone())),
+            tokio::spawn(registration_loop(
+                state.clone(),
+                namesrv.clone(),
+                stopped.clone(),
+            )),
             tokio::spawn(offset_persist_loop(state.clone(), stopped.clone())),
             tokio::spawn(client_expiry_loop(state.clone(), stopped)),
         ];
@@ -94,7 +110,13 @@ impl Broker {
             flush = ?state.config.store.flush_disk_type,
             "broker started"
         );
-        Ok(Broker { state, server, stop, tasks, namesrv })
+        Ok(Broker {
+            state,
+            server,
+            stop,
+            tasks,
+            namesrv,
+        })
     }
 
     /// The bound address (as bound: may be 0.0.0.0).

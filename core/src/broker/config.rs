@@ -80,18 +80,23 @@ impl BrokerConfig {
     pub fn load(path: &Path) -> Result<BrokerConfig, BrokerError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| BrokerError::Config(format!("cannot read {}: {e}", path.display())))?;
-        toml::from_str(&text)
-            .map_err(|e| BrokerError::Config(format!("{}: {e}", path.display())))
+        toml::from_str(&text).map_err(|e| BrokerError::Config(format!("{}: {e}", path.display())))
     }
 
     /// Checks every limit; the broker refuses to start on a bad value.
     pub fn validate(&self) -> Result<(), BrokerError> {
         let bad = |m: String| Err(BrokerError::Config(m));
         if !valid_name(&self.broker_name) {
-            return bad(format!("broker_name `{}` must match [A-Za-z0-9_-]{{1,64}}", self.broker_name));
+            return bad(format!(
+                "broker_name `{}` must match [A-Za-z0-9_-]{{1,64}}",
+                self.broker_name
+            ));
         }
         if !valid_name(&self.cluster_name) {
-            return bad(format!("cluster_name `{}` must match [A-Za-z0-9_-]{{1,64}}", self.cluster_name));
+            return bad(format!(
+                "cluster_name `{}` must match [A-Za-z0-9_-]{{1,64}}",
+                self.cluster_name
+            ));
         }
         if self.broker_id < 0 {
             return bad("broker_id must be >= 0".into());
@@ -105,13 +110,21 @@ impl BrokerConfig {
             }
         }
         if self.broker_ip.parse::<std::net::IpAddr>().is_err() {
-            return bad(format!("broker_ip `{}` is not an IP address", self.broker_ip));
+            return bad(format!(
+                "broker_ip `{}` is not an IP address",
+                self.broker_ip
+            ));
         }
         if !(1..=MAX_QUEUES_PER_TOPIC).contains(&self.default_topic_queues) {
-            return bad(format!("default_topic_queues must be 1..={MAX_QUEUES_PER_TOPIC}"));
+            return bad(format!(
+                "default_topic_queues must be 1..={MAX_QUEUES_PER_TOPIC}"
+            ));
         }
         if !(1..=crate::store::MAX_GET_COUNT as i32).contains(&self.max_pull_messages) {
-            return bad(format!("max_pull_messages must be 1..={}", crate::store::MAX_GET_COUNT));
+            return bad(format!(
+                "max_pull_messages must be 1..={}",
+                crate::store::MAX_GET_COUNT
+            ));
         }
         if !(1024..=crate::protocol::MAX_FRAME_BYTES as i32 / 2).contains(&self.max_pull_bytes) {
             return bad("max_pull_bytes must be 1 KiB ..= 8 MiB".into());
@@ -119,7 +132,10 @@ impl BrokerConfig {
         for (name, ms) in [
             ("register_interval_ms", self.register_interval_ms),
             ("register_timeout_ms", self.register_timeout_ms),
-            ("offset_persist_interval_ms", self.offset_persist_interval_ms),
+            (
+                "offset_persist_interval_ms",
+                self.offset_persist_interval_ms,
+            ),
             ("long_poll_recheck_ms", self.long_poll_recheck_ms),
             ("client_expiry_ms", self.client_expiry_ms),
         ] {
@@ -127,7 +143,9 @@ impl BrokerConfig {
                 return bad(format!("{name} must be 1 ..= 3600000"));
             }
         }
-        self.store.validate().map_err(|e| BrokerError::Config(format!("[store]: {e}")))?;
+        self.store
+            .validate()
+            .map_err(|e| BrokerError::Config(format!("[store]: {e}")))?;
         Ok(())
     }
 }
@@ -136,5 +154,7 @@ impl BrokerConfig {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -52,7 +52,10 @@ impl ConsumerGroups {
         }
         let group = groups
             .entry(data.group_name.clone())
-            .or_insert_with(|| Group { data: data.clone(), members: BTreeMap::new() });
+            .or_insert_with(|| Group {
+                data: data.clone(),
+                members: BTreeMap::new(),
+            });
         group.data = data.clone();
         let changed = match group.members.get_mut(client_id) {
             Some(member) => {
@@ -70,7 +73,10 @@ impl ConsumerGroups {
                 }
                 group.members.insert(
                     client_id.to_string(),
-                    Member { conn: conn.clone(), last_seen: Instant::now() },
+                    Member {
+                        conn: conn.clone(),
+                        last_seen: Instant::now(),
+                    },
                 );
                 true
             }
@@ -118,7 +124,9 @@ impl ConsumerGroups {
     /// Client ids of a group's members, sorted (`None` when the group has none).
     pub fn members(&self, group: &str) -> Option<Vec<String>> {
         let groups = self.groups.lock().expect("groups lock");
-        groups.get(group).map(|g| g.members.keys().cloned().collect())
+        groups
+            .get(group)
+            .map(|g| g.members.keys().cloned().collect())
     }
 
     /// The group's subscription to `topic`, as its last heartbeat described it.
@@ -136,7 +144,9 @@ impl ConsumerGroups {
     /// Whether the group consumes in BROADCASTING mode.
     pub fn is_broadcasting(&self, group: &str) -> bool {
         let groups = self.groups.lock().expect("groups lock");
-        groups.get(group).is_some_and(|g| g.data.message_model == "BROADCASTING")
+        groups
+            .get(group)
+            .is_some_and(|g| g.data.message_model == "BROADCASTING")
     }
 }
 

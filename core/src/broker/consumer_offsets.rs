@@ -46,7 +46,10 @@ impl ConsumerOffsets {
 
     pub fn get(&self, group: &str, topic: &str, queue_id: i32) -> Option<i64> {
         let table = self.table.lock().expect("offset table lock");
-        table.get(&key(topic, group)).and_then(|q| q.get(&queue_id)).copied()
+        table
+            .get(&key(topic, group))
+            .and_then(|q| q.get(&queue_id))
+            .copied()
     }
 
     /// Records a commit; `false` when the table is full.

@@ -8,11 +8,17 @@ pub enum BrokerError {
     #[error("configuration: {0}")]
     Config(String),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("{file} is corrupt: {reason}")]
     CorruptConfigFile { file: String, reason: String },
 }

@@ -32,8 +32,10 @@ pub fn store<T: Serialize>(path: &Path, value: &T) -> Result<(), BrokerError> {
     let tmp = sibling(path, ".tmp");
     {
         let mut file = File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
-        file.write_all(&text).map_err(io(format!("write {}", tmp.display())))?;
-        file.sync_all().map_err(io(format!("fsync {}", tmp.display())))?;
+        file.write_all(&text)
+            .map_err(io(format!("write {}", tmp.display())))?;
+        file.sync_all()
+            .map_err(io(format!("fsync {}", tmp.display())))?;
     }
     if path.exists() {
         let bak = sibling(path, ".bak");

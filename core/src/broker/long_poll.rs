@@ -28,7 +28,12 @@ impl LongPoll {
         }
         // The map is bounded by the number of queues that exist: pulls on unknown topics or
         // queues are refused before they get here.
-        queues.entry(topic.to_string()).or_default().entry(queue_id).or_default().clone()
+        queues
+            .entry(topic.to_string())
+            .or_default()
+            .entry(queue_id)
+            .or_default()
+            .clone()
     }
 
     /// Wakes every pull held on a queue.

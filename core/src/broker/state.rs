@@ -41,7 +41,9 @@ impl BrokerState {
     /// Tells the members of a group that its membership changed, so they rebalance now rather
     /// than at their next periodic rebalance. Oneway and best effort, like RocketMQ.
     pub fn notify_members(&self, change: MembershipChange) {
-        let header = ConsumerGroupRequestHeader { consumer_group: change.group };
+        let header = ConsumerGroupRequestHeader {
+            consumer_group: change.group,
+        };
         for member in change.members {
             let command =
                 RemotingCommand::request_with(request::NOTIFY_CONSUMER_IDS_CHANGED, &header);

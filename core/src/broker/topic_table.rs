@@ -38,7 +38,9 @@ pub enum TopicError {
 pub fn valid_topic_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_TOPIC_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
 }
 
 struct Table {
@@ -56,16 +58,31 @@ impl TopicTable {
     pub fn load(store_root: &std::path::Path) -> Result<TopicTable, BrokerError> {
         let path = store_root.join("config").join("topics.json");
         let wrapper: TopicConfigSerializeWrapper = json_file::load(&path)?.unwrap_or_default();
-        let table = Table { topics: wrapper.topic_config_table, version: wrapper.data_version };
-        Ok(TopicTable { path, table: Mutex::new(table) })
+        let table = Table {
+            topics: wrapper.topic_config_table,
+            version: wrapper.data_version,
+        };
+        Ok(TopicTable {
+            path,
+            table: Mutex::new(table),
+        })
     }
 
     pub fn get(&self, topic: &str) -> Option<TopicConfig> {
-        self.table.lock().expect("topic table lock").topics.get(topic).cloned()
+        self.table
+            .lock()
+            .expect("topic table lock")
+            .topics
+            .get(topic)
+            .cloned()
     }
 
     pub fn contains(&self, topic: &str) -> bool {
-        self.table.lock().expect("topic table lock").topics.contains_key(topic)
+        self.table
+            .lock()
+            .expect("topic table lock")
+            .topics
+            .contains_key(topic)
     }
 
     /// Creates or replaces a topic; `Ok(true)` when something changed.
@@ -78,7 +95,9 @@ impl TopicTable {
         if !table.topics.contains_key(&config.topic_name) && table.topics.len() >= MAX_TOPICS {
             return Err(TopicError::TooManyTopics);
         }
-        let previous = table.topics.insert(config.topic_name.clone(), config.clone());
+        let previous = table
+            .topics
+            .insert(config.topic_name.clone(), config.clone());
         bump(&mut table.version);
         if let Err(e) = self.persist(&table) {
             // Undo, so that memory never claims what the disk does not hold.
@@ -103,7 +122,9 @@ impl TopicTable {
     /// Removes a topic; `Ok(true)` when it existed.
     pub fn remove(&self, topic: &str) -> Result<bool, TopicError> {
         let mut table = self.table.lock().expect("topic table lock");
-        let Some(old) = table.topics.remove(topic) else { return Ok(false) };
+        let Some(old) = table.topics.remove(topic) else {
+            return Ok(false);
+        };
         bump(&mut table.version);
         if let Err(e) = self.persist(&table) {
             table.topics.insert(topic.to_string(), old);
@@ -137,7 +158,9 @@ fn bump(version: &mut DataVersion) {
 
 fn validate(config: &TopicConfig) -> Result<(), TopicError> {
     if !valid_topic_name(&config.topic_name) {
-        return Err(TopicError::InvalidName(config.topic_name.chars().take(200).collect()));
+        return Err(TopicError::InvalidName(
+            config.topic_name.chars().take(200).collect(),
+        ));
     }
     let range = 1..=MAX_QUEUES_PER_TOPIC;
     if !range.contains(&config.read_queue_nums) || !range.contains(&config.write_queue_nums) {

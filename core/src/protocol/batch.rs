@@ -32,7 +32,10 @@ const FIXED: usize = 4 + 4 + 4 + 4 + 4 + 2;
 
 /// Encodes entries into one batch body.
 pub fn encode_batch(entries: &[BatchEntry]) -> Bytes {
-    let size: usize = entries.iter().map(|e| FIXED + e.body.len() + e.properties.len()).sum();
+    let size: usize = entries
+        .iter()
+        .map(|e| FIXED + e.body.len() + e.properties.len())
+        .sum();
     let mut out = BytesMut::with_capacity(size);
     for entry in entries {
         let total = FIXED + entry.body.len() + entry.properties.len();
@@ -79,7 +82,11 @@ pub fn decode_batch(mut body: Bytes) -> Result<Vec<BatchEntry>, BatchError> {
         }
         let properties =
             String::from_utf8(entry.to_vec()).map_err(|_| BatchError::NotUtf8 { index })?;
-        entries.push(BatchEntry { flag, body: message_body, properties });
+        entries.push(BatchEntry {
+            flag,
+            body: message_body,
+            properties,
+        });
     }
     if entries.is_empty() {
         return Err(BatchError::Empty);
@@ -94,8 +101,16 @@ mod tests {
     #[test]
     fn round_trip_and_damage() {
         let entries = vec![
-            BatchEntry { flag: 1, body: Bytes::from_static(b"hello"), properties: "TAGS\u{1}a\u{2}".into() },
-            BatchEntry { flag: 0, body: Bytes::new(), properties: String::new() },
+            BatchEntry {
+                flag: 1,
+                body: Bytes::from_static(b"hello"),
+                properties: "TAGS\u{1}a\u{2}".into(),
+            },
+            BatchEntry {
+                flag: 0,
+                body: Bytes::new(),
+                properties: String::new(),
+            },
         ];
         let encoded = encode_batch(&entries);
         assert_eq!(decode_batch(encoded.clone()).unwrap(), entries);

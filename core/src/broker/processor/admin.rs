@@ -19,7 +19,9 @@ pub(super) fn create_topic(state: &BrokerState, req: &RemotingCommand) -> Remoti
         read_queue_nums: header.read_queue_nums,
         write_queue_nums: header.write_queue_nums,
         perm: header.perm,
-        topic_filter_type: header.topic_filter_type.unwrap_or_else(|| "SINGLE_TAG".into()),
+        topic_filter_type: header
+            .topic_filter_type
+            .unwrap_or_else(|| "SINGLE_TAG".into()),
         topic_sys_flag: header.topic_sys_flag.unwrap_or(0),
         order: header.order.unwrap_or(false),
     };

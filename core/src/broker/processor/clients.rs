@@ -1,7 +1,9 @@
 //! Client heartbeats and consumer-group membership: HEART_BEAT (34), UNREGISTER_CLIENT (35),
 //! GET_CONSUMER_LIST_BY_GROUP (38).
 
-use crate::protocol::body::{ConsumerListBody, HeartbeatData, TopicConfig, decode_json, encode_json};
+use crate::protocol::body::{
+    ConsumerListBody, HeartbeatData, TopicConfig, decode_json, encode_json,
+};
 use crate::protocol::codes::{perm, response};
 use crate::protocol::headers::{ConsumerGroupRequestHeader, UnregisterClientRequestHeader};
 use crate::protocol::{Connection, RemotingCommand};
@@ -13,7 +15,11 @@ use super::{bad_group, bad_header, valid_group};
 /// Longest client id accepted.
 const MAX_CLIENT_ID_LEN: usize = 255;
 
-pub(super) fn heartbeat(state: &BrokerState, conn: &Connection, req: &RemotingCommand) -> RemotingCommand {
+pub(super) fn heartbeat(
+    state: &BrokerState,
+    conn: &Connection,
+    req: &RemotingCommand,
+) -> RemotingCommand {
     let data: HeartbeatData = match decode_json(&req.body) {
         Ok(d) => d,
         Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e),
@@ -34,7 +40,11 @@ pub(super) fn heartbeat(state: &BrokerState, conn: &Connection, req: &RemotingCo
         // subscribes to `%RETRY%<group>` finds a route.
         if consumer.message_model != "BROADCASTING" {
             let retry = format!("{RETRY_TOPIC_PREFIX}{}", consumer.group_name);
-            match state.topics.create_if_absent(TopicConfig::new(&retry, 1, perm::READ | perm::WRITE)) {
+            match state.topics.create_if_absent(TopicConfig::new(
+                &retry,
+                1,
+                perm::READ | perm::WRITE,
+            )) {
                 Ok((_, true)) => state.register_now.notify_one(),
                 Ok(_) => {}
                 Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),
@@ -72,8 +82,9 @@ pub(super) fn consumer_list(state: &BrokerState, req: &RemotingCommand) -> Remot
         Err(e) => return bad_header(e),
     };
     match state.consumers.members(&header.consumer_group) {
-        Some(ids) => RemotingCommand::success()
-            .with_body(encode_json(&ConsumerListBody { consumer_id_list: ids })),
+        Some(ids) => RemotingCommand::success().with_body(encode_json(&ConsumerListBody {
+            consumer_id_list: ids,
+        })),
         None => RemotingCommand::error(
             response::SYSTEM_ERROR,
             format!("no consumer for this group, {}", header.consumer_group),

@@ -74,7 +74,9 @@ fn bad_header(e: HeaderError) -> RemotingCommand {
 fn valid_group(group: &str) -> bool {
     !group.is_empty()
         && group.len() <= MAX_GROUP_LEN
-        && group.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
+        && group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'%' | b'|' | b'_' | b'-'))
 }
 
 fn bad_group(group: &str) -> RemotingCommand {

@@ -22,7 +22,10 @@ pub(super) fn query_consumer_offset(state: &BrokerState, req: &RemotingCommand) 
     if !valid_group(&header.consumer_group) {
         return bad_group(&header.consumer_group);
     }
-    if let Some(committed) = state.offsets.get(&header.consumer_group, &header.topic, header.queue_id)
+    if let Some(committed) =
+        state
+            .offsets
+            .get(&header.consumer_group, &header.topic, header.queue_id)
     {
         return offset(committed);
     }
@@ -38,7 +41,10 @@ pub(super) fn query_consumer_offset(state: &BrokerState, req: &RemotingCommand) 
     )
 }
 
-pub(super) fn update_consumer_offset(state: &BrokerState, req: &RemotingCommand) -> RemotingCommand {
+pub(super) fn update_consumer_offset(
+    state: &BrokerState,
+    req: &RemotingCommand,
+) -> RemotingCommand {
     let header: UpdateConsumerOffsetRequestHeader = match req.header() {
         Ok(h) => h,
         Err(e) => return bad_header(e),
@@ -85,7 +91,11 @@ pub(super) fn min_offset(state: &BrokerState, req: &RemotingCommand) -> Remoting
 
 pub(super) fn search_by_timestamp(state: &BrokerState, req: &RemotingCommand) -> RemotingCommand {
     match req.header::<SearchOffsetRequestHeader>() {
-        Ok(h) => offset(state.store.offset_by_time(&h.topic, h.queue_id, h.timestamp) as i64),
+        Ok(h) => offset(
+            state
+                .store
+                .offset_by_time(&h.topic, h.queue_id, h.timestamp) as i64,
+        ),
         Err(e) => bad_header(e),
     }
 }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use crate::protocol::codes::{perm, response};
-use crate::protocol::headers::{PullMessageRequestHeader, PullMessageResponseHeader, pull_sys_flag};
+use crate::protocol::headers::{
+    PullMessageRequestHeader, PullMessageResponseHeader, pull_sys_flag,
+};
 use crate::protocol::subscription::TagFilter;
 use crate::protocol::{Connection, RemotingCommand};
 use crate::store::{GetResult, GetStatus};
@@ -42,7 +44,10 @@ pub(super) async fn pull(
     if !perm::is_readable(topic.perm) {
         return Some(RemotingCommand::error(
             response::NO_PERMISSION,
-            format!("the topic[{}] pulling message is forbidden", topic.topic_name),
+            format!(
+                "the topic[{}] pulling message is forbidden",
+                topic.topic_name
+            ),
         ));
     }
     if header.queue_id < 0 || header.queue_id >= topic.read_queue_nums {
@@ -82,8 +87,9 @@ pub(super) async fn pull(
     let max_bytes = header
         .max_msg_bytes
         .filter(|&b| b > 0)
-        .map_or(state.config.max_pull_bytes, |b| b.min(state.config.max_pull_bytes))
-        as usize;
+        .map_or(state.config.max_pull_bytes, |b| {
+            b.min(state.config.max_pull_bytes)
+        }) as usize;
     let suspend = if flags & pull_sys_flag::SUSPEND != 0 {
         Duration::from_millis(header.suspend_timeout_millis.max(0) as u64).min(MAX_PULL_SUSPEND)
     } else {
@@ -91,7 +97,7 @@ pub(super) async fn pull(
     };
     let deadline = Instant::now() + suspend;
     let recheck = Duration::from_millis(state.config.long_poll_recheck_ms);
-    let offset = header.queue_offset as u64;
+    let mut offset = header.queue_offset as u64;
 
     loop {
         let signal = state.long_poll.signal(&header.topic, header.queue_id);
@@ -101,7 +107,12 @@ pub(super) async fn pull(
 
         let result = read(state, &header, offset, max_count, max_bytes, codes.as_ref());
         let now = Instant::now();
-        if !waits_for_arrival(&result, offset) || now >= deadline {
+        if now < deadline && caught_up_without_match(&result) {
+            // Everything up to the head was filtered out: move past it and keep waiting, so a
+            // stream of other tags does not turn a long poll into a busy loop. The response's
+            // nextBeginOffset carries the skip to the client.
+            offset = result.next_begin_offset;
+        } else if !waits_for_arrival(&result, offset) || now >= deadline {
             return Some(respond(result, offset));
         }
         let wait = recheck.min(deadline - now);
@@ -158,10 +169,18 @@ fn tag_codes(
     let filter = TagFilter::parse(&expression).ok_or_else(|| {
         RemotingCommand::error(
             response::SUBSCRIPTION_PARSE_FAILED,
-            format!("subscription expression `{}` does not parse", expression.chars().take(200).collect::<String>()),
+            format!(
+                "subscription expression `{}` does not parse",
+                expression.chars().take(200).collect::<String>()
+            ),
         )
     })?;
     Ok(filter.codes())
+}
+
+/// Whether the filter rejected every entry from the offset up to the head of the queue.
+fn caught_up_without_match(result: &GetResult) -> bool {
+    result.status == GetStatus::NoMatchedMessage && result.next_begin_offset >= result.max_offset
 }
 
 /// Whether a result means "nothing yet at the head", which a suspended pull waits out.

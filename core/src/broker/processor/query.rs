@@ -30,7 +30,10 @@ pub(super) fn query_message(state: &BrokerState, req: &RemotingCommand) -> Remot
     let mut last_timestamp = 0;
     let mut last_offset = 0;
     for message in &found {
-        if let Some(bytes) = state.store.record_bytes(message.physical_offset, message.store_size) {
+        if let Some(bytes) = state
+            .store
+            .record_bytes(message.physical_offset, message.store_size)
+        {
             body.extend_from_slice(&bytes);
             last_timestamp = last_timestamp.max(message.store_timestamp);
             last_offset = last_offset.max(message.physical_offset as i64);
@@ -39,7 +42,10 @@ pub(super) fn query_message(state: &BrokerState, req: &RemotingCommand) -> Remot
     if body.is_empty() {
         return RemotingCommand::error(
             response::QUERY_NOT_FOUND,
-            format!("no message with key `{}` in topic {}", header.key, header.topic),
+            format!(
+                "no message with key `{}` in topic {}",
+                header.key, header.topic
+            ),
         );
     }
     RemotingCommand::success()
@@ -65,11 +71,16 @@ pub(super) fn view_message(state: &BrokerState, req: &RemotingCommand) -> Remoti
         return not_found();
     }
     // `message_at` validates that a whole record starts exactly there.
-    let Some(message) = state.store.message_at(header.offset as u64) else { return not_found() };
+    let Some(message) = state.store.message_at(header.offset as u64) else {
+        return not_found();
+    };
     if header.topic.as_deref().is_some_and(|t| t != message.topic) {
         return not_found();
     }
-    match state.store.record_bytes(message.physical_offset, message.store_size) {
+    match state
+        .store
+        .record_bytes(message.physical_offset, message.store_size)
+    {
         Some(bytes) => RemotingCommand::success().with_body(bytes),
         None => not_found(),
     }

@@ -157,7 +157,9 @@ fn resolve_queue(
             let queues = header
                 .default_topic_queue_nums
                 .filter(|&n| n > 0)
-                .map_or(state.config.default_topic_queues, |n| n.min(state.config.default_topic_queues));
+                .map_or(state.config.default_topic_queues, |n| {
+                    n.min(state.config.default_topic_queues)
+                });
             let wanted = TopicConfig::new(&header.topic, queues, perm::READ | perm::WRITE);
             match state.topics.create_if_absent(wanted) {
                 Ok((topic, created)) => {
@@ -167,7 +169,12 @@ fn resolve_queue(
                     }
                     topic
                 }
-                Err(e) => return Err(RemotingCommand::error(response::SYSTEM_ERROR, e.to_string())),
+                Err(e) => {
+                    return Err(RemotingCommand::error(
+                        response::SYSTEM_ERROR,
+                        e.to_string(),
+                    ));
+                }
             }
         }
         None => {
@@ -180,7 +187,10 @@ fn resolve_queue(
     if !perm::is_writeable(topic.perm) {
         return Err(RemotingCommand::error(
             response::NO_PERMISSION,
-            format!("the topic[{}] sending message is forbidden", topic.topic_name),
+            format!(
+                "the topic[{}] sending message is forbidden",
+                topic.topic_name
+            ),
         ));
     }
     let queue_id = if header.queue_id < 0 {
@@ -201,7 +211,9 @@ fn resolve_queue(
 }
 
 fn born_host(conn: &Connection) -> SocketAddr {
-    conn.peer().parse().unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+    conn.peer()
+        .parse()
+        .unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
 }
 
 fn respond(status: PutStatus, header: SendMessageResponseHeader) -> RemotingCommand {
