@@ -30,7 +30,10 @@ impl RequestHandler for Echo {
                 self.oneways.fetch_add(1, Ordering::SeqCst);
                 None
             }
-            _ => Some(RemotingCommand::error(response::REQUEST_CODE_NOT_SUPPORTED, "no")),
+            _ => Some(RemotingCommand::error(
+                response::REQUEST_CODE_NOT_SUPPORTED,
+                "no",
+            )),
         }
     }
 
@@ -40,7 +43,10 @@ impl RequestHandler for Echo {
 }
 
 async fn echo_server() -> (tern_core::protocol::ServerHandle, Arc<Echo>, String) {
-    let echo = Arc::new(Echo { oneways: AtomicUsize::new(0), closed: AtomicUsize::new(0) });
+    let echo = Arc::new(Echo {
+        oneways: AtomicUsize::new(0),
+        closed: AtomicUsize::new(0),
+    });
     let server = serve("127.0.0.1:0", echo.clone()).await.unwrap();
     let addr = server.local_addr().to_string();
     (server, echo, addr)
@@ -60,8 +66,15 @@ async fn many_requests_in_flight_on_one_connection() {
             let req = RemotingCommand::request(1)
                 .with_ext("sleepMs", delay)
                 .with_body(i.to_be_bytes().to_vec())
-                .with_serialize_type(if i % 2 == 0 { SerializeType::Json } else { SerializeType::RocketMq });
-            let resp = client.invoke(&addr, req, Duration::from_secs(10)).await.unwrap();
+                .with_serialize_type(if i % 2 == 0 {
+                    SerializeType::Json
+                } else {
+                    SerializeType::RocketMq
+                });
+            let resp = client
+                .invoke(&addr, req, Duration::from_secs(10))
+                .await
+                .unwrap();
             assert!(resp.is_response());
             assert_eq!(resp.body.as_ref(), i.to_be_bytes());
         }));
@@ -69,7 +82,11 @@ async fn many_requests_in_flight_on_one_connection() {
     for call in calls {
         call.await.unwrap();
     }
-    assert_eq!(server.connection_count(), 1, "the pool keeps one connection per peer");
+    assert_eq!(
+        server.connection_count(),
+        1,
+        "the pool keeps one connection per peer"
+    );
     server.shutdown().await;
 }
 
@@ -84,7 +101,10 @@ async fn oneway_timeout_and_unknown_code() {
             .unwrap();
     }
     let slow = RemotingCommand::request(1).with_ext("sleepMs", 2000);
-    let err = client.invoke(&addr, slow, Duration::from_millis(100)).await.unwrap_err();
+    let err = client
+        .invoke(&addr, slow, Duration::from_millis(100))
+        .await
+        .unwrap_err();
     assert!(matches!(err, RemotingError::Timeout { .. }), "{err}");
     let resp = client
         .invoke(&addr, RemotingCommand::request(99), Duration::from_secs(1))
@@ -98,7 +118,11 @@ async fn oneway_timeout_and_unknown_code() {
 
 async fn ping(client: &RemotingClient, addr: &str) -> bytes::Bytes {
     let req = RemotingCommand::request(1).with_body(b"ping".to_vec());
-    client.invoke(addr, req, Duration::from_secs(2)).await.unwrap().body
+    client
+        .invoke(addr, req, Duration::from_secs(2))
+        .await
+        .unwrap()
+        .body
 }
 
 #[tokio::test]
@@ -125,7 +149,11 @@ async fn garbage_closes_only_its_own_connection() {
         .expect("server closes a connection that sent garbage");
         let _ = read;
     }
-    assert_eq!(ping(&client, &addr).await.as_ref(), b"ping", "other connections unaffected");
+    assert_eq!(
+        ping(&client, &addr).await.as_ref(),
+        b"ping",
+        "other connections unaffected"
+    );
     assert!(echo.closed.load(Ordering::SeqCst) >= 4);
     server.shutdown().await;
 }
@@ -143,9 +171,16 @@ async fn closed_connection_fails_pending_calls_and_pool_reconnects() {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
-    client.connection(&addr, Duration::from_secs(1)).await.unwrap().close();
+    client
+        .connection(&addr, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .close();
     let err = pending.await.unwrap().unwrap_err();
-    assert!(matches!(err, RemotingError::ConnectionClosed { .. }), "{err}");
+    assert!(
+        matches!(err, RemotingError::ConnectionClosed { .. }),
+        "{err}"
+    );
     let resp = client
         .invoke(&addr, RemotingCommand::request(1), Duration::from_secs(2))
         .await
@@ -154,7 +189,11 @@ async fn closed_connection_fails_pending_calls_and_pool_reconnects() {
     server.shutdown().await;
 
     let err = RemotingClient::new()
-        .invoke("127.0.0.1:1", RemotingCommand::request(1), Duration::from_secs(1))
+        .invoke(
+            "127.0.0.1:1",
+            RemotingCommand::request(1),
+            Duration::from_secs(1),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, RemotingError::Connect { .. }), "{err}");

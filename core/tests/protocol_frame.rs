@@ -23,8 +23,8 @@ fn command_strategy() -> impl Strategy<Value = RemotingCommand> {
         proptest::collection::vec(any::<u8>(), 0..300),
         any::<bool>(),
     )
-        .prop_map(|(code, lang, version, opaque, flag, remark, ext, body, binary)| {
-            RemotingCommand {
+        .prop_map(
+            |(code, lang, version, opaque, flag, remark, ext, body, binary)| RemotingCommand {
                 code,
                 language: LanguageCode::from_code(lang),
                 version: i32::from(version),
@@ -33,9 +33,13 @@ fn command_strategy() -> impl Strategy<Value = RemotingCommand> {
                 remark,
                 ext_fields: ext,
                 body: Bytes::from(body),
-                serialize_type: if binary { SerializeType::RocketMq } else { SerializeType::Json },
-            }
-        })
+                serialize_type: if binary {
+                    SerializeType::RocketMq
+                } else {
+                    SerializeType::Json
+                },
+            },
+        )
 }
 
 proptest! {
@@ -147,22 +151,34 @@ fn limits_are_named_errors() {
     let mut huge = BytesMut::new();
     huge.put_i32(MAX_FRAME_BYTES as i32 + 1);
     huge.put_u32(0);
-    assert_eq!(decode_frame(&mut huge), Err(FrameError::FrameLength(MAX_FRAME_BYTES as i64 + 1)));
+    assert_eq!(
+        decode_frame(&mut huge),
+        Err(FrameError::FrameLength(MAX_FRAME_BYTES as i64 + 1))
+    );
 
     let mut negative = BytesMut::new();
     negative.put_i32(-5);
-    assert!(matches!(decode_frame(&mut negative), Err(FrameError::FrameLength(-5))));
+    assert!(matches!(
+        decode_frame(&mut negative),
+        Err(FrameError::FrameLength(-5))
+    ));
 
     let mut bad_header_len = BytesMut::new();
     bad_header_len.put_i32(8);
     bad_header_len.put_u32(100);
     bad_header_len.put_u32(0);
-    assert!(matches!(decode_frame(&mut bad_header_len), Err(FrameError::HeaderLength { .. })));
+    assert!(matches!(
+        decode_frame(&mut bad_header_len),
+        Err(FrameError::HeaderLength { .. })
+    ));
 
     let mut bad_type = BytesMut::new();
     bad_type.put_i32(4);
     bad_type.put_u32(7 << 24);
-    assert_eq!(decode_frame(&mut bad_type), Err(FrameError::SerializeType(7)));
+    assert_eq!(
+        decode_frame(&mut bad_type),
+        Err(FrameError::SerializeType(7))
+    );
 
     let big = RemotingCommand::request(10).with_body(vec![0u8; MAX_FRAME_BYTES]);
     assert!(matches!(encode_frame(&big), Err(FrameError::TooLarge(_))));

@@ -13,7 +13,11 @@ use tern_core::broker::{Broker, BrokerConfig};
 use tern_core::store::FlushDiskType;
 
 #[derive(Parser, Debug)]
-#[command(name = "tern-broker", version, about = "Tern broker (RocketMQ remoting protocol)")]
+#[command(
+    name = "tern-broker",
+    version,
+    about = "Tern broker (RocketMQ remoting protocol)"
+)]
 struct Args {
     /// TOML configuration file (conf/broker.toml documents every key).
     #[arg(long, short)]
@@ -76,7 +80,11 @@ fn configure(args: Args) -> Result<BrokerConfig, String> {
         config.store.flush_disk_type = match v.to_ascii_uppercase().as_str() {
             "ASYNC_FLUSH" => FlushDiskType::AsyncFlush,
             "SYNC_FLUSH" => FlushDiskType::SyncFlush,
-            other => return Err(format!("--flush-disk-type {other}: expected ASYNC_FLUSH or SYNC_FLUSH")),
+            other => {
+                return Err(format!(
+                    "--flush-disk-type {other}: expected ASYNC_FLUSH or SYNC_FLUSH"
+                ));
+            }
         };
     }
     if let Some(v) = args.auto_create_topic {
