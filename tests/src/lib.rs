@@ -2,7 +2,9 @@
 //! outside, because what they check (surviving a SIGKILL, a second process refused by the store
 //! lock) cannot be observed from inside one process.
 //!
+//! - [`process`]: starting `tern-namesrv` / `tern-broker` children on ephemeral loopback ports.
 //! - [`store_crash`]: what the `store_crash_writer` child writes and reports, shared with the
 //!   `store_crash` integration test that kills it and checks the store afterwards.
 
+pub mod process;
 pub mod store_crash;

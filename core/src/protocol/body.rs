@@ -28,6 +28,9 @@ pub struct BrokerData {
     pub cluster: String,
     pub broker_name: String,
     pub broker_addrs: BTreeMap<i64, String>,
+    /// RocketMQ 5's "a slave may act as master" switch; always written because some clients
+    /// require the field.
+    pub enable_acting_master: bool,
 }
 
 impl BrokerData {
@@ -115,6 +118,16 @@ pub struct TopicConfigSerializeWrapper {
 pub struct RegisterBrokerBody {
     pub topic_config_serialize_wrapper: TopicConfigSerializeWrapper,
     pub filter_server_list: Vec<String>,
+}
+
+/// The answer to GET_ALL_TOPIC_LIST_FROM_NAMESERVER (206): every topic a NameServer has a route
+/// for. `brokerAddr` is only set when a broker answers with its own topics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct TopicList {
+    pub topic_list: BTreeSet<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_addr: Option<String>,
 }
 
 /// A producer group a client belongs to (in a heartbeat).
