@@ -181,7 +181,9 @@ async fn garbage_bytes_do_not_hurt_other_connections() {
         .unwrap();
     assert!(resp.is_success());
     let fresh = RemotingClient::new();
-    let messages = raw::drain(&fresh, b.addr(), "g", 0).await;
+    // Long-poll: under ASYNC_FLUSH the message becomes pullable once dispatched, a moment later.
+    let (code, _, messages) = raw::pull(&fresh, b.addr(), "g", 0, 0, 5_000, None).await;
+    assert_eq!(code, response::SUCCESS);
     assert_eq!(messages.len(), 1);
     let ns_route = raw::route(&fresh, ns.addr(), "g").await;
     assert!(ns_route.is_some());

@@ -40,7 +40,8 @@ pub(crate) async fn register_all(state: &BrokerState, client: &RemotingClient) -
         broker_id: state.config.broker_id,
         heartbeat_timeout_millis: None,
         compressed: Some(false),
-        body_crc32: Some(crc32fast::hash(&body) as i32),
+        // RocketMQ's `UtilAll.crc32` clears the top bit; a Java NameServer compares with that.
+        body_crc32: Some((crc32fast::hash(&body) & 0x7FFF_FFFF) as i32),
     };
     let timeout = Duration::from_millis(state.config.register_timeout_ms);
     let calls = state.config.namesrv_addrs.iter().map(|addr| {
