@@ -41,12 +41,16 @@ async fn rocketmq_client_rust_produces_and_push_consumes() {
     raw::create_topic(&client, broker.addr(), "CompatTopic", 4).await;
     // Wait until the NameServer has the topic's route (registration follows topic creation).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while raw::route(&client, ns.addr(), "CompatTopic").await.is_none() {
+    while raw::route(&client, ns.addr(), "CompatTopic")
+        .await
+        .is_none()
+    {
         assert!(std::time::Instant::now() < deadline, "route never appeared");
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/rocketmq-client-rust/Cargo.toml");
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/rocketmq-client-rust/Cargo.toml");
     let count = std::env::var("TERN_COMPAT_COUNT").unwrap_or_else(|_| "200".into());
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO"))
@@ -60,7 +64,16 @@ async fn rocketmq_client_rust_produces_and_push_consumes() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let tail = |s: &str| s.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let tail = |s: &str| {
+        s.lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert!(
         output.status.success() && stdout.contains("OK received"),
         "probe failed ({}):\n--- stdout (tail) ---\n{}\n--- stderr (tail) ---\n{}",
