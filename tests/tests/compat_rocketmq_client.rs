@@ -9,7 +9,7 @@
 //! cargo test -p tern-tests --test compat_rocketmq_client -- --ignored --nocapture
 //! ```
 //!
-//! `CARGO_TARGET_DIR` is passed through, so a warm target directory makes reruns fast.
+//! The probe builds into `target/compat` (or `$TERN_COMPAT_TARGET_DIR`), so reruns are fast.
 
 #[path = "cluster/raw.rs"]
 #[allow(dead_code)]
@@ -53,7 +53,11 @@ async fn rocketmq_client_rust_produces_and_push_consumes() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("compat/rocketmq-client-rust/Cargo.toml");
     let count = std::env::var("TERN_COMPAT_COUNT").unwrap_or_else(|_| "200".into());
     let output = tokio::task::spawn_blocking(move || {
+        let target = std::env::var("TERN_COMPAT_TARGET_DIR").unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compat").display().to_string()
+        });
         Command::new(env!("CARGO"))
+            .env("CARGO_TARGET_DIR", target)
             .args(["run", "--quiet", "--manifest-path"])
             .arg(&manifest)
             .args(["--", &namesrvs[0], "CompatTopic", "compat_group", &count])
