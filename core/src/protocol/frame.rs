@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 
 use super::command::{LanguageCode, RemotingCommand, SerializeType};
 
@@ -91,80 +91,130 @@ pub fn encode_frame(command: &RemotingCommand) -> Result<Bytes, FrameError> {
     Ok(out.freeze())
 }
 
+/// The JSON header as written: borrowed fields, no intermediate `Value` tree.
+#[derive(Serialize)]
+struct JsonHeaderOut<'a> {
+    code: i32,
+    language: &'static str,
+    version: i32,
+    opaque: i32,
+    flag: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remark: Option<&'a str>,
+    #[serde(rename = "extFields", skip_serializing_if = "HashMap::is_empty")]
+    ext_fields: &'a HashMap<String, String>,
+    #[serde(rename = "serializeTypeCurrentRPC")]
+    serialize_type_current_rpc: &'static str,
+}
+
+/// The JSON header as read. Every field but `code` may be missing or null (peers differ).
+#[derive(Deserialize)]
+struct JsonHeaderIn {
+    code: i32,
+    #[serde(default)]
+    language: Option<LanguageField>,
+    #[serde(default)]
+    version: Option<i32>,
+    #[serde(default)]
+    opaque: Option<i32>,
+    #[serde(default)]
+    flag: Option<i32>,
+    #[serde(default)]
+    remark: Option<String>,
+    #[serde(default, rename = "extFields")]
+    ext_fields: Option<HashMap<String, ExtValue>>,
+}
+
+/// `language` by name (RocketMQ) or by ordinal (tolerated).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LanguageField {
+    Name(String),
+    Code(u64),
+}
+
+/// An `extFields` value: a string in Java's `HashMap<String, String>`; numbers and booleans from
+/// other peers are kept as their JSON text; null means absent.
+struct ExtValue(Option<String>);
+
+impl<'de> Deserialize<'de> for ExtValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ExtValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number, boolean or null")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ExtValue, E> {
+                Ok(ExtValue(Some(v.to_string())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<ExtValue, E> {
+                Ok(ExtValue(Some(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ExtValue, E> {
+                Ok(ExtValue(Some(v.to_string())))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ExtValue, E> {
+                Ok(ExtValue(Some(v.to_string())))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ExtValue, E> {
+                Ok(ExtValue(Some(v.to_string())))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ExtValue, E> {
+                Ok(ExtValue(Some(v.to_string())))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ExtValue, E> {
+                Ok(ExtValue(None))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<ExtValue, E> {
+                Ok(ExtValue(None))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 fn encode_json_header(command: &RemotingCommand) -> Vec<u8> {
-    let mut object = Map::new();
-    object.insert("code".into(), command.code.into());
-    object.insert("language".into(), command.language.name().into());
-    object.insert("version".into(), command.version.into());
-    object.insert("opaque".into(), command.opaque.into());
-    object.insert("flag".into(), command.flag.into());
-    if let Some(remark) = &command.remark {
-        object.insert("remark".into(), remark.clone().into());
-    }
-    if !command.ext_fields.is_empty() {
-        let ext: Map<String, Value> = command
-            .ext_fields
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        object.insert("extFields".into(), Value::Object(ext));
-    }
-    object.insert("serializeTypeCurrentRPC".into(), "JSON".into());
-    serde_json::to_vec(&Value::Object(object)).expect("a JSON map always serializes")
+    let header = JsonHeaderOut {
+        code: command.code,
+        language: command.language.name(),
+        version: command.version,
+        opaque: command.opaque,
+        flag: command.flag,
+        remark: command.remark.as_deref(),
+        ext_fields: &command.ext_fields,
+        serialize_type_current_rpc: "JSON",
+    };
+    let mut out = Vec::with_capacity(128 + command.ext_fields.len() * 32);
+    serde_json::to_writer(&mut out, &header).expect("a header always serializes");
+    out
 }
 
 fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
-    let value: Value =
+    let parsed: JsonHeaderIn =
         serde_json::from_slice(header).map_err(|e| FrameError::Json(e.to_string()))?;
-    let Value::Object(object) = value else {
-        return Err(FrameError::Json("header is not a JSON object".into()));
+    let language = match parsed.language {
+        Some(LanguageField::Name(name)) => LanguageCode::from_name(&name),
+        Some(LanguageField::Code(code)) => LanguageCode::from_code(code.min(255) as u8),
+        None => LanguageCode::Other,
     };
-    let int = |name: &str, required: bool| -> Result<i32, FrameError> {
-        match object.get(name) {
-            None | Some(Value::Null) if !required => Ok(0),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .and_then(|v| i32::try_from(v).ok())
-                .ok_or_else(|| FrameError::Json(format!("`{name}` is not a 32-bit integer"))),
-            _ => Err(FrameError::Json(format!(
-                "`{name}` is missing or not a number"
-            ))),
-        }
-    };
-    let language = match object.get("language") {
-        Some(Value::String(name)) => LanguageCode::from_name(name),
-        Some(Value::Number(n)) => LanguageCode::from_code(n.as_u64().unwrap_or(7).min(255) as u8),
-        _ => LanguageCode::Other,
-    };
-    let remark = match object.get("remark") {
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
-    let mut ext_fields = HashMap::new();
-    if let Some(Value::Object(ext)) = object.get("extFields") {
-        if ext.len() > MAX_EXT_FIELDS {
-            return Err(FrameError::Json(format!(
-                "more than {MAX_EXT_FIELDS} extFields"
-            )));
-        }
-        for (k, v) in ext {
-            // Values are strings in Java's HashMap<String, String>; tolerate peers that send
-            // numbers or booleans by keeping their JSON text.
-            let text = match v {
-                Value::String(s) => s.clone(),
-                Value::Null => continue,
-                other => other.to_string(),
-            };
-            ext_fields.insert(k.clone(), text);
-        }
+    let ext = parsed.ext_fields.unwrap_or_default();
+    if ext.len() > MAX_EXT_FIELDS {
+        return Err(FrameError::Json(format!(
+            "more than {MAX_EXT_FIELDS} extFields"
+        )));
     }
+    let ext_fields = ext
+        .into_iter()
+        .filter_map(|(k, v)| v.0.map(|v| (k, v)))
+        .collect();
     Ok(RemotingCommand {
-        code: int("code", true)?,
+        code: parsed.code,
         language,
-        version: int("version", false)?,
-        opaque: int("opaque", false)?,
-        flag: int("flag", false)?,
-        remark,
+        version: parsed.version.unwrap_or(0),
+        opaque: parsed.opaque.unwrap_or(0),
+        flag: parsed.flag.unwrap_or(0),
+        remark: parsed.remark,
         ext_fields,
         ..RemotingCommand::default()
     })
