@@ -6,10 +6,12 @@
 //! - [`store`]: the message store: CommitLog, ConsumeQueue, IndexFile, flush, recovery, retention.
 //! - [`broker`]: the broker process: request handlers, topics, offsets, long polling.
 //! - [`protocol`]: RocketMQ's remoting protocol: frame codec, typed headers, connections.
+//! - [`client`]: the client library (producer, pull consumer, consumer groups) over that protocol.
 //! - [`java_hash`]: Java's `String.hashCode`, which RocketMQ uses for tags codes, index slots and
 //!   ordering-key queue selection, so every process must compute it bit for bit the same way.
 
 pub mod broker;
+pub mod client;
 pub mod java_hash;
 pub mod protocol;
 pub mod store;

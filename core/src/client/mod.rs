@@ -1,0 +1,49 @@
+//! Tern's RocketMQ client: producing, pulling and consuming in groups over the remoting protocol.
+//!
+//! Used by the gateway, the cross-process tests and the benchmark. It talks to NameServers and
+//! brokers exactly like RocketMQ's Java client does (reference §7–8), so it interoperates with
+//! both Tern and RocketMQ processes.
+//!
+//! - [`ClientConfig`]: NameServers, timeouts and the periodic intervals, validated.
+//! - [`route`]: topic routes from the NameServers ([`RouteCache`], [`TopicRoute`],
+//!   [`MessageQueue`]).
+//! - [`Producer`]: send, ordered send, send to a queue, batch send; retries on another broker.
+//! - [`PullConsumer`]: pull by offset (long polling), consumer offsets, queue offsets.
+//! - [`ConsumerGroup`]: clustering or broadcasting consumption with rebalance, heartbeats,
+//!   acknowledgements and offset commits, delivering through a [`MessageStream`].
+//! - [`message_id`] / [`client_id`]: `UNIQ_KEY` generation and client identity.
+//! - [`rebalance`]: RocketMQ's average allocation; [`process_queue`]: the safe commit offset.
+//!
+//! Every method that reaches the network returns [`ClientError`]; nothing a peer sends can make
+//! the client panic.
+
+pub mod client_id;
+pub mod config;
+pub mod consumer;
+pub mod consumer_config;
+pub mod error;
+pub mod membership;
+pub mod message;
+pub mod message_id;
+pub mod process_queue;
+pub mod producer;
+pub mod pull;
+pub mod rebalance;
+pub mod route;
+pub mod subscription;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::ClientConfig;
+pub use consumer::{ConsumerGroup, MessageStream};
+pub use consumer_config::{AckMode, ConsumeFrom, ConsumerConfig, MessageModel};
+pub use error::ClientError;
+pub use message::{Message, ReceivedMessage};
+pub use message_id::new_unique_id;
+pub use process_queue::ProcessQueue;
+pub use producer::{BatchSendResult, Producer, SendResult, SendStatus};
+pub use pull::{PullConsumer, PullResult, PullStatus};
+pub use rebalance::allocate_average;
+pub use route::{MessageQueue, RouteCache, TopicRoute};
+pub use subscription::Subscription;
