@@ -54,7 +54,10 @@ async fn rocketmq_client_rust_produces_and_push_consumes() {
     let count = std::env::var("TERN_COMPAT_COUNT").unwrap_or_else(|_| "200".into());
     let output = tokio::task::spawn_blocking(move || {
         let target = std::env::var("TERN_COMPAT_TARGET_DIR").unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/compat").display().to_string()
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/compat")
+                .display()
+                .to_string()
         });
         Command::new(env!("CARGO"))
             .env("CARGO_TARGET_DIR", target)
