@@ -4,7 +4,6 @@
 //! `tern-broker listening on <addr>` once it serves, and shuts down cleanly on SIGTERM or Ctrl-C
 //! (flush, persist offsets, unregister, remove `abort`).
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -97,30 +96,9 @@ fn configure(args: Args) -> Result<BrokerConfig, String> {
     Ok(config)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    tern_core::daemon::init_logging();
     let config = match configure(Args::parse()) {
         Ok(c) => c,
         Err(e) => {
@@ -135,9 +113,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("tern-broker listening on {}", broker.addr());
-    let _ = std::io::stdout().flush();
-    wait_for_signal().await;
+    tern_core::daemon::announce("tern-broker", broker.addr());
+    tern_core::daemon::shutdown_signal().await;
     match broker.shutdown().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

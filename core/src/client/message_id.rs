@@ -21,7 +21,7 @@ use std::sync::{Mutex, OnceLock};
 use chrono::{Datelike, Local, LocalResult, TimeZone};
 
 use super::client_id::{local_ipv4, random_u64};
-use crate::store::now_millis;
+use crate::store::{now_millis, upper_hex};
 
 /// Length of an id in hex characters.
 pub const UNIQUE_ID_LEN: usize = 32;
@@ -121,16 +121,6 @@ fn month_window(ms: i64) -> (i64, i64) {
             (start, start + 28 * 86_400_000)
         }
     }
-}
-
-fn upper_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xF)]));
-    }
-    out
 }
 
 #[cfg(test)]

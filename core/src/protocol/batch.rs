@@ -119,7 +119,10 @@ mod tests {
         for cut in (1..encoded.len()).filter(|&c| c != boundary) {
             assert!(decode_batch(encoded.slice(..cut)).is_err(), "cut at {cut}");
         }
-        assert_eq!(decode_batch(encoded.slice(..boundary)).unwrap(), entries[..1]);
+        assert_eq!(
+            decode_batch(encoded.slice(..boundary)).unwrap(),
+            entries[..1]
+        );
         assert_eq!(decode_batch(Bytes::new()), Err(BatchError::Empty));
     }
 }

@@ -37,6 +37,7 @@ pub use config::{FlushDiskType, Preallocate, StoreConfig};
 pub use consume_queue::{CqEntry, ENTRY_SIZE as CONSUME_QUEUE_ENTRY_SIZE};
 pub use dispatcher::{Arrival, ArrivalListener};
 pub use error::StoreError;
+pub(crate) use message::upper_hex;
 pub use message::{
     DLQ_TOPIC_PREFIX, MAX_PROPERTIES_SIZE, Message, Properties, RETRY_TOPIC_PREFIX, SCHEDULE_TOPIC,
     find_property, now_millis, offset_message_id, parse_offset_message_id, property, sys_flag,
