@@ -293,3 +293,55 @@ async fn broker_sigkill_under_sync_flush_loses_no_acknowledged_message() {
             .is_success()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_the_broker_down_cleanly() {
+    use tern_core::protocol::codes::request;
+    use tern_core::protocol::headers::UpdateConsumerOffsetRequestHeader;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let b = start_broker(&broker("broker-t", &[], &store, true));
+    let client = RemotingClient::new();
+    raw::create_topic(&client, b.addr(), "t", 1).await;
+    assert!(
+        raw::send(&client, b.addr(), "t", 0, b"x".to_vec(), None)
+            .await
+            .unwrap()
+            .is_success()
+    );
+    let commit = UpdateConsumerOffsetRequestHeader {
+        consumer_group: "g".into(),
+        topic: "t".into(),
+        queue_id: 0,
+        commit_offset: 1,
+    };
+    let resp = client
+        .invoke(
+            b.addr(),
+            RemotingCommand::request_with(request::UPDATE_CONSUMER_OFFSET, &commit),
+            raw::CALL_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert!(resp.is_success());
+    assert!(
+        store.join("abort").exists(),
+        "a running store has its abort marker"
+    );
+
+    let status = tokio::task::spawn_blocking(move || b.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    assert!(
+        !store.join("abort").exists(),
+        "clean shutdown removes abort"
+    );
+    let offsets = std::fs::read_to_string(store.join("config/consumerOffset.json")).unwrap();
+    assert!(
+        offsets.contains("t@g"),
+        "offsets persisted at shutdown: {offsets}"
+    );
+    assert!(store.join("config/topics.json").exists());
+}
