@@ -6,6 +6,8 @@
 
 use std::io;
 
+use tern_core::broker::BrokerError;
+use tern_core::protocol::RemotingError;
 use tern_core::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +19,21 @@ pub enum BenchError {
     Io { context: String, source: io::Error },
     #[error("{context}: {source}")]
     Store { context: String, source: StoreError },
+    /// A remoting call to the broker (or an echo server) that got no response.
+    #[error("{context}: {source}")]
+    Remoting {
+        context: String,
+        source: RemotingError,
+    },
+    /// The in-process broker refused to start or stop.
+    #[error("{context}: {source}")]
+    Broker {
+        context: String,
+        source: BrokerError,
+    },
+    /// Ctrl-C: the run stopped early; everything it started has been cleaned up.
+    #[error("interrupted")]
+    Interrupted,
     #[error("writing JSON results: {0}")]
     Json(#[from] serde_json::Error),
     /// The store behaved in a way that makes the measurement meaningless (e.g. a put timed out).
@@ -43,6 +60,24 @@ impl<T> Context<T> for io::Result<T> {
 impl<T> Context<T> for std::result::Result<T, StoreError> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| BenchError::Store {
+            context: what(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, RemotingError> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| BenchError::Remoting {
+            context: what(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, BrokerError> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| BenchError::Broker {
             context: what(),
             source,
         })

@@ -1,8 +1,10 @@
 //! `tern-bench`: Tern's load generator and benchmarks.
 //!
 //! Each subcommand lives in its own module; `main` only parses the command line and dispatches,
-//! so adding `broker` or `http` benchmarks means adding a module and an enum variant.
+//! so adding a benchmark (`store`, `broker`, later `http`) means adding a module and an enum
+//! variant.
 
+mod broker;
 mod error;
 mod raw;
 mod stats;
@@ -30,12 +32,20 @@ enum Command {
     /// Storage-engine benchmark: MessageStore appends against raw write/fsync baselines on the
     /// same filesystem.
     Store(store::StoreArgs),
+    /// Broker benchmark: producer throughput and latency over the remoting protocol, and
+    /// end-to-end latency, against loopback-echo and fdatasync baselines.
+    Broker(broker::BrokerArgs),
+    /// Internal: the loopback echo servers of `tern-bench broker`, run as its child process.
+    #[command(hide = true)]
+    EchoServer,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Store(args) => store::run(args),
+        Command::Broker(args) => broker::run(args),
+        Command::EchoServer => broker::run_echo_server(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

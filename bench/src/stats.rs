@@ -60,6 +60,7 @@ impl Latency {
             p50_us: us(0.50),
             p99_us: us(0.99),
             p999_us: us(0.999),
+            max_us: self.histogram.max() as f64 / 1_000.0,
         })
     }
 }
@@ -70,6 +71,8 @@ pub struct Percentiles {
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
+    /// The slowest value: one stall (a page fault storm, a descheduled thread) shows here first.
+    pub max_us: f64,
 }
 
 /// What one scenario measured.
@@ -126,6 +129,7 @@ impl Figures {
                 p50_us: latency_of(&|l| l.p50_us)?,
                 p99_us: latency_of(&|l| l.p99_us)?,
                 p999_us: latency_of(&|l| l.p999_us)?,
+                max_us: latency_of(&|l| l.max_us)?,
             })
         });
         let final_sync: Vec<f64> = runs.iter().filter_map(|r| r.final_sync_seconds).collect();
@@ -176,6 +180,7 @@ mod tests {
         let p = latency.percentiles().unwrap();
         assert!((p.p50_us - 500.0).abs() < 1.0, "{p:?}");
         assert!((p.p99_us - 990.0).abs() < 1.0, "{p:?}");
+        assert!((p.max_us - 1000.0).abs() < 1.0, "{p:?}");
         assert_eq!(Latency::new().percentiles(), None);
     }
 

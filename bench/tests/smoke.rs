@@ -87,3 +87,92 @@ fn invalid_arguments_fail_cleanly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--bodies"), "{stderr}");
 }
+
+/// `tern-bench broker` end to end, in process (the `tern-broker` binary belongs to another
+/// package, so a test of this one cannot rely on it being built): every scenario group runs,
+/// the report has every section, the JSON every scenario, and nothing is left behind.
+#[test]
+fn broker_quick_run_prints_a_full_report() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
+    let json = dir.path().join("results.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_tern-bench"))
+        .args(["broker", "--quick", "--in-process", "--duration", "0.1"])
+        .args([
+            "--warmup",
+            "0.05",
+            "--in-flight",
+            "1,64",
+            "--header",
+            "binary",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("running tern-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "tern-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for expected in [
+        "broker ASYNC_FLUSH, 64 in flight",
+        "broker SYNC_FLUSH, 1 in flight",
+        "end-to-end ASYNC_FLUSH",
+        "end-to-end SYNC_FLUSH",
+        "loopback TCP echo, 64 in flight",
+        "remoting echo, 1 in flight",
+        "raw 64 records per write + fdatasync, repeated",
+        "### Ratios",
+        "ASYNC / remoting echo",
+        "### Targets",
+        "Not judged in a --quick run",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).expect("valid JSON");
+    // 2 sizes x 2 in-flight counts x (TCP echo + remoting echo + group commit + 2 flush modes)
+    // + 2 end-to-end probes.
+    let medians = report["medians"].as_array().expect("medians");
+    assert_eq!(medians.len(), 22, "{medians:?}");
+    for row in medians {
+        assert!(
+            row["figures"]["msgs_per_s"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "{row}"
+        );
+    }
+    assert_eq!(report["verdicts"].as_array().map(Vec::len), Some(2));
+
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("listing")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("results.json")]);
+}
+
+#[test]
+fn broker_invalid_arguments_fail_cleanly() {
+    for (args, mentions) in [
+        (&["--in-process", "--sizes", "0"][..], "--sizes"),
+        (&["--broker-addr", "127.0.0.1:1"][..], "--broker-addr"),
+        (&["--in-process", "--in-flight", "0"][..], "--in-flight"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_tern-bench"))
+            .arg("broker")
+            .args(args)
+            .output()
+            .expect("running tern-bench");
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(mentions), "{args:?}: {stderr}");
+    }
+}

@@ -282,6 +282,7 @@ mod tests {
             p50_us: p,
             p99_us: p,
             p999_us: p,
+            max_us: p,
         });
         Row {
             scenario,
