@@ -1,13 +1,11 @@
 //! The frame codec: both header encodings round-trip, a hand-built binary frame decodes to what
 //! RocketMQ's layout says, and no input — truncated, oversized or random — panics the decoder.
 
-use std::collections::HashMap;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use proptest::prelude::*;
 use tern_core::protocol::{
-    FrameError, LanguageCode, MAX_FRAME_BYTES, RemotingCommand, SerializeType, decode_frame,
-    encode_frame,
+    ExtFields, FrameError, LanguageCode, MAX_FRAME_BYTES, RemotingCommand, SerializeType,
+    decode_frame, encode_frame,
 };
 
 fn command_strategy() -> impl Strategy<Value = RemotingCommand> {
@@ -31,7 +29,7 @@ fn command_strategy() -> impl Strategy<Value = RemotingCommand> {
                 opaque,
                 flag,
                 remark,
-                ext_fields: ext,
+                ext_fields: ext.into_iter().collect(),
                 body: Bytes::from(body),
                 serialize_type: if binary {
                     SerializeType::RocketMq
@@ -110,7 +108,7 @@ fn binary_header_matches_the_reference_layout() {
         opaque: 7,
         flag: 0,
         remark: Some("r".into()),
-        ext_fields: HashMap::from([("a".to_string(), "bc".to_string())]),
+        ext_fields: ExtFields::from_iter([("a".to_string(), "bc".to_string())]),
         body: Bytes::from_static(b"xyz"),
         serialize_type: SerializeType::RocketMq,
     };

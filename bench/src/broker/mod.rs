@@ -118,7 +118,8 @@ pub struct BrokerArgs {
     /// made in it and removed at the end. /tmp is often tmpfs (memory): use a real disk.
     #[arg(long, default_value = ".")]
     dir: PathBuf,
-    /// Worker threads of the load generator's runtime [default: one per CPU].
+    /// Worker threads of the load generator's runtime [default: 1, a current-thread runtime: on
+    /// a small machine shared with the broker it leaves the broker the most CPU].
     #[arg(long)]
     client_threads: Option<usize>,
     /// Also write every run's figures, the medians, ratios and verdicts to this JSON file.
@@ -293,9 +294,7 @@ impl Plan {
             e2e_size: args.e2e_size,
             groups: args.scenarios.clone(),
             repeat: args.repeat,
-            client_threads: args
-                .client_threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            client_threads: args.client_threads.unwrap_or(1),
         })
     }
 
@@ -329,8 +328,16 @@ pub fn run(args: BrokerArgs) -> Result<()> {
             machine.filesystem
         );
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(plan.client_threads)
+    // One client thread means a current-thread runtime: no cross-thread wake-ups, which on a
+    // 2-core machine shared with the broker cost more than a second thread gains.
+    let mut builder = if plan.client_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(plan.client_threads);
+        b
+    };
+    let runtime = builder
         .thread_name("bench-client")
         .enable_all()
         .build()

@@ -42,6 +42,9 @@ struct Args {
     /// Create topics on their first send.
     #[arg(long)]
     auto_create_topic: Option<bool>,
+    /// Request threads: 1 (single-threaded), N, or 0 for one per CPU.
+    #[arg(long)]
+    worker_threads: Option<usize>,
     /// Seconds between NameServer registrations.
     #[arg(long)]
     register_interval_secs: Option<u64>,
@@ -89,6 +92,9 @@ fn configure(args: Args) -> Result<BrokerConfig, String> {
     if let Some(v) = args.auto_create_topic {
         config.auto_create_topic = v;
     }
+    if let Some(v) = args.worker_threads {
+        config.worker_threads = v;
+    }
     if let Some(v) = args.register_interval_secs {
         config.register_interval_ms = v.saturating_mul(1000);
     }
@@ -96,8 +102,7 @@ fn configure(args: Args) -> Result<BrokerConfig, String> {
     Ok(config)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tern_core::daemon::init_logging();
     let config = match configure(Args::parse()) {
         Ok(c) => c,
@@ -106,6 +111,28 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let runtime = match config.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if n > 0 {
+                builder.worker_threads(n);
+            }
+            builder.thread_name("tern-broker").enable_all().build()
+        }
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(serve(config)),
+        Err(e) => {
+            eprintln!("tern-broker: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: BrokerConfig) -> ExitCode {
     let broker = match Broker::start(config).await {
         Ok(b) => b,
         Err(e) => {

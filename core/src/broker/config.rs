@@ -17,6 +17,8 @@ use super::error::BrokerError;
 pub const MAX_NAMESRV_ADDRS: usize = 64;
 /// Longest a pull may be held, whatever the client asks (longer asks are shortened).
 pub const MAX_PULL_SUSPEND: Duration = Duration::from_secs(60);
+/// Most request threads.
+pub const MAX_WORKER_THREADS: usize = 256;
 /// Most queues a topic may have.
 pub const MAX_QUEUES_PER_TOPIC: i32 = 1024;
 
@@ -49,6 +51,12 @@ pub struct BrokerConfig {
     pub max_pull_bytes: i32,
     /// A client silent this long is dropped from its groups.
     pub client_expiry_ms: u64,
+    /// Threads serving requests (`tern-broker` only; an embedding process brings its own
+    /// runtime). 1, the default, is a current-thread runtime: requests are short and the store's
+    /// own threads (dispatch, flush, group commit) do the heavy lifting, so one thread avoids
+    /// cross-thread wake-ups (RocketMQ also sends on one thread by default,
+    /// `sendMessageThreadPoolNums = 1`). 0 means one per CPU.
+    pub worker_threads: usize,
     pub store: StoreConfig,
 }
 
@@ -70,6 +78,7 @@ impl Default for BrokerConfig {
             max_pull_messages: 32,
             max_pull_bytes: 256 * 1024,
             client_expiry_ms: 120_000,
+            worker_threads: 1,
             store: StoreConfig::default(),
         }
     }
@@ -142,6 +151,9 @@ impl BrokerConfig {
             if ms == 0 || ms > 3_600_000 {
                 return bad(format!("{name} must be 1 ..= 3600000"));
             }
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return bad(format!("worker_threads must be 0 ..= {MAX_WORKER_THREADS}"));
         }
         self.store
             .validate()

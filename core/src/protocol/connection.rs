@@ -12,6 +12,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -63,6 +64,7 @@ impl RequestHandler for RejectRequests {
 struct Shared {
     id: u64,
     peer: String,
+    peer_addr: Option<SocketAddr>,
     next_opaque: AtomicI32,
     pending: Mutex<HashMap<i32, oneshot::Sender<RemotingCommand>>>,
     writer: mpsc::Sender<Bytes>,
@@ -82,16 +84,15 @@ impl Connection {
     /// Starts the reader and writer tasks for `stream`; requests from the peer go to `handler`.
     pub fn spawn<H: RequestHandler>(stream: TcpStream, handler: Arc<H>) -> Connection {
         let _ = stream.set_nodelay(true);
-        let peer = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into());
+        let peer_addr = stream.peer_addr().ok();
+        let peer = peer_addr.map_or_else(|| "?".into(), |a| a.to_string());
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_FRAMES);
         let conn = Connection {
             shared: Arc::new(Shared {
                 id: NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed),
                 peer,
+                peer_addr,
                 next_opaque: AtomicI32::new(1),
                 pending: Mutex::new(HashMap::new()),
                 writer: tx,
@@ -139,6 +140,11 @@ impl Connection {
     /// The peer's `ip:port`.
     pub fn peer(&self) -> &str {
         &self.shared.peer
+    }
+
+    /// The peer's address, when the socket knew it.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.shared.peer_addr
     }
 
     pub fn is_closed(&self) -> bool {
@@ -231,20 +237,20 @@ impl Connection {
         self.send_frame(frame).await
     }
 
-    /// Sends a response (already paired with its request by `answering`).
-    pub async fn send_response(&self, response: RemotingCommand) -> Result<(), RemotingError> {
-        let frame = match encode_frame(&response) {
+    /// Encodes a response (already paired with its request by `answering`). One that cannot be
+    /// encoded (too large) becomes a SYSTEM_ERROR saying why, so the caller is never left waiting.
+    fn encode_response(&self, response: RemotingCommand) -> Bytes {
+        match encode_frame(&response) {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::warn!(peer = %self.peer(), error = %e, "response cannot be encoded");
-                let fallback = RemotingCommand::error(response::SYSTEM_ERROR, e.to_string())
+                let mut fallback = RemotingCommand::error(response::SYSTEM_ERROR, e.to_string())
                     .with_serialize_type(response.serialize_type);
-                let mut fallback = fallback;
                 fallback.opaque = response.opaque;
-                encode_frame(&fallback)?
+                fallback.flag = response.flag;
+                encode_frame(&fallback).expect("a short error response always encodes")
             }
-        };
-        self.send_frame(frame).await
+        }
     }
 
     async fn send_frame(&self, frame: Bytes) -> Result<(), RemotingError> {
@@ -337,6 +343,13 @@ async fn write_loop(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, c
     let _ = socket.shutdown().await;
 }
 
+/// Frames handled between two hand-overs to the writer and the woken callers.
+const FRAMES_PER_TURN: usize = 16;
+
+/// Frames up to this size are gathered into one buffer per read batch; larger ones (pull
+/// responses) are queued on their own to avoid copying them.
+const INLINE_FRAME_BYTES: usize = 16 * 1024;
+
 async fn read_loop<H: RequestHandler>(
     mut socket: OwnedReadHalf,
     conn: Connection,
@@ -344,23 +357,62 @@ async fn read_loop<H: RequestHandler>(
 ) {
     let permits = Arc::new(Semaphore::new(MAX_INBOUND_IN_FLIGHT));
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Responses produced while handling one read's frames, written with one writer wake-up.
+    let mut batch = BytesMut::new();
     'outer: loop {
+        let mut handled = 0usize;
         loop {
+            // Hand over every few frames: flush the responses gathered so far and let the
+            // writer and the woken callers run, so that the peer can work on the first answers
+            // while this side decodes the rest. Without it both sides take turns on whole
+            // batches and a two-core machine runs at the speed of one.
+            handled += 1;
+            if handled % FRAMES_PER_TURN == 0 {
+                if !flush_batch(&conn, &mut batch).await {
+                    break 'outer;
+                }
+                tokio::task::yield_now().await;
+            }
             match decode_frame(&mut buf) {
                 Ok(Some(command)) => {
                     if command.is_response() {
                         conn.complete(command);
                         continue;
                     }
-                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                    // Most requests (a send under ASYNC_FLUSH, an offset query) finish without
+                    // waiting: run them here, on the reader, and spare a task spawn and two
+                    // cross-task wake-ups. One that has to wait moves to its own task.
+                    let mut task = Box::pin(serve_one(handler.clone(), conn.clone(), command));
+                    match std::future::poll_fn(|cx| Poll::Ready(task.as_mut().poll(cx))).await {
+                        Poll::Ready(Some(frame)) if frame.len() <= INLINE_FRAME_BYTES => {
+                            batch.extend_from_slice(&frame);
+                        }
+                        Poll::Ready(Some(frame)) => {
+                            if !flush_batch(&conn, &mut batch).await
+                                || conn.send_frame(frame).await.is_err()
+                            {
+                                break 'outer;
+                            }
+                        }
+                        Poll::Ready(None) => {}
+                        Poll::Pending => {
+                            let Ok(permit) = permits.clone().acquire_owned().await else {
+                                break 'outer;
+                            };
+                            let conn = conn.clone();
+                            tokio::spawn(async move {
+                                let _permit = permit;
+                                if let Some(frame) = task.await
+                                    && let Err(e) = conn.send_frame(frame).await
+                                {
+                                    tracing::debug!(peer = %conn.peer(), error = %e, "response not sent");
+                                }
+                            });
+                        }
+                    }
+                    if batch.len() >= WRITE_BATCH_BYTES && !flush_batch(&conn, &mut batch).await {
                         break 'outer;
-                    };
-                    let conn = conn.clone();
-                    let handler = handler.clone();
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        serve_one(handler.as_ref(), conn, command).await;
-                    });
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -368,6 +420,9 @@ async fn read_loop<H: RequestHandler>(
                     break 'outer;
                 }
             }
+        }
+        if !flush_batch(&conn, &mut batch).await {
+            break;
         }
         let read = tokio::select! {
             read = socket.read_buf(&mut buf) => read,
@@ -386,7 +441,21 @@ async fn read_loop<H: RequestHandler>(
     handler.connection_closed(&conn);
 }
 
-async fn serve_one<H: RequestHandler>(handler: &H, conn: Connection, request: RemotingCommand) {
+/// Queues the gathered responses; `false` when the connection is gone.
+async fn flush_batch(conn: &Connection, batch: &mut BytesMut) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    conn.send_frame(batch.split().freeze()).await.is_ok()
+}
+
+/// Handles one request; the encoded response, or `None` for oneway requests and handlers that
+/// answer nothing.
+async fn serve_one<H: RequestHandler>(
+    handler: Arc<H>,
+    conn: Connection,
+    request: RemotingCommand,
+) -> Option<Bytes> {
     let oneway = request.is_oneway();
     let template = RemotingCommand {
         opaque: request.opaque,
@@ -395,12 +464,7 @@ async fn serve_one<H: RequestHandler>(handler: &H, conn: Connection, request: Re
     };
     let response = handler.handle(conn.clone(), request).await;
     if oneway {
-        return;
+        return None;
     }
-    if let Some(response) = response {
-        let response = response.answering(&template);
-        if let Err(e) = conn.send_response(response).await {
-            tracing::debug!(peer = %conn.peer(), error = %e, "response not sent");
-        }
-    }
+    Some(conn.encode_response(response?.answering(&template)))
 }

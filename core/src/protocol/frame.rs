@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use super::command::{LanguageCode, RemotingCommand, SerializeType};
+use super::command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
 
 /// Largest frame accepted or sent, counted like the length prefix (RocketMQ's 16 MiB).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -102,7 +102,7 @@ struct JsonHeaderOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     remark: Option<&'a str>,
     #[serde(rename = "extFields", skip_serializing_if = "HashMap::is_empty")]
-    ext_fields: &'a HashMap<String, String>,
+    ext_fields: &'a ExtFields,
     #[serde(rename = "serializeTypeCurrentRPC")]
     serialize_type_current_rpc: &'static str,
 }
@@ -122,7 +122,7 @@ struct JsonHeaderIn {
     #[serde(default)]
     remark: Option<String>,
     #[serde(default, rename = "extFields")]
-    ext_fields: Option<HashMap<String, ExtValue>>,
+    ext_fields: Option<HashMap<String, ExtValue, foldhash::fast::RandomState>>,
 }
 
 /// `language` by name (RocketMQ) or by ordinal (tolerated).
@@ -284,7 +284,7 @@ fn decode_binary_header(mut header: Bytes) -> Result<RemotingCommand, FrameError
     }
     let ext_len = i64::from(header.get_i32());
     let mut ext = take_len(&mut header, ext_len, "extFields length out of range")?;
-    let mut ext_fields = HashMap::new();
+    let mut ext_fields = ExtFields::default();
     while ext.has_remaining() {
         if ext_fields.len() >= MAX_EXT_FIELDS {
             return Err(FrameError::Binary("too many extFields"));

@@ -5,7 +5,7 @@
 //! every other field is required, and a missing or unparsable one is a [`HeaderError`] naming it,
 //! which the broker returns to the peer instead of guessing a default.
 
-use std::collections::HashMap;
+use super::command::ExtFields;
 
 /// A required header field is missing or does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,8 +18,8 @@ pub enum HeaderError {
 
 /// A header that can be written to and read from `extFields`.
 pub trait CommandHeader: Sized {
-    fn write_to(&self, ext: &mut HashMap<String, String>);
-    fn read_from(ext: &HashMap<String, String>) -> Result<Self, HeaderError>;
+    fn write_to(&self, ext: &mut ExtFields);
+    fn read_from(ext: &ExtFields) -> Result<Self, HeaderError>;
 }
 
 /// A value that can live in an extension field.
@@ -87,7 +87,7 @@ macro_rules! command_header {
         }
 
         impl $crate::protocol::header::CommandHeader for $name {
-            fn write_to(&self, ext: &mut ::std::collections::HashMap<String, String>) {
+            fn write_to(&self, ext: &mut $crate::protocol::command::ExtFields) {
                 $(
                     if let Some(v) = $crate::protocol::header::HeaderValue::render_field(&self.$field) {
                         ext.insert($wire.to_string(), v);
@@ -96,7 +96,7 @@ macro_rules! command_header {
             }
 
             fn read_from(
-                ext: &::std::collections::HashMap<String, String>,
+                ext: &$crate::protocol::command::ExtFields,
             ) -> Result<Self, $crate::protocol::header::HeaderError> {
                 Ok($name {
                     $(

@@ -20,7 +20,7 @@ pub mod server;
 pub mod subscription;
 
 pub use client::RemotingClient;
-pub use command::{LanguageCode, RemotingCommand, SerializeType};
+pub use command::{ExtFields, LanguageCode, RemotingCommand, SerializeType};
 pub use connection::{Connection, RejectRequests, RequestHandler};
 pub use error::RemotingError;
 pub use frame::{FrameError, MAX_FRAME_BYTES, decode_frame, encode_frame};

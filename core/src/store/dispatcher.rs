@@ -50,6 +50,11 @@ pub(crate) struct Dispatcher {
     sleeper: Sleeper,
 }
 
+/// How long the dispatcher naps after a round of work before it asks to be woken (see
+/// [`Dispatcher::run`]). It bounds the extra delivery latency under load; RocketMQ's dispatcher
+/// polls every 1 ms.
+pub(crate) const DISPATCH_NAP: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// Tags code of a ConsumeQueue entry: the Java hash of `TAGS`, or for the delay topic the time the
 /// message is due (reference §3).
 pub(crate) fn tags_code(view: &RecordView<'_>, delay_levels: &[u64]) -> i64 {
@@ -185,11 +190,19 @@ impl Dispatcher {
 
     /// The dispatcher thread's body: dispatch whatever became visible, then sleep until woken
     /// (the appender under ASYNC_FLUSH, the flusher under SYNC_FLUSH) or a safety timeout passes.
+    ///
+    /// After a round of work the thread first naps for [`DISPATCH_NAP`] *without* announcing
+    /// that it sleeps: under a steady stream of appends it then wakes on its own timer and takes
+    /// a batch, instead of every append paying a futex wake-up (at ~70k appends/s those wake-ups
+    /// cost the appenders a fifth of their CPU). Only when a nap finds nothing does it sleep
+    /// until woken, so an idle store still reacts to the next append at once.
     pub(crate) fn run(&self, stop: &std::sync::atomic::AtomicBool) {
         let mut failing = false;
+        let mut busy = false;
         loop {
             let limit = self.log.visible();
             if self.position() < limit {
+                busy = true;
                 match self.dispatch_until(limit, true) {
                     Ok(_) => failing = false,
                     Err(e) => {
@@ -207,6 +220,11 @@ impl Dispatcher {
             }
             if stop.load(Ordering::Acquire) {
                 return;
+            }
+            if busy {
+                busy = false;
+                std::thread::sleep(DISPATCH_NAP);
+                continue;
             }
             self.sleeper
                 .sleep(std::time::Duration::from_millis(100), || {

@@ -211,9 +211,8 @@ fn resolve_queue(
 }
 
 fn born_host(conn: &Connection) -> SocketAddr {
-    conn.peer()
-        .parse()
-        .unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+    conn.peer_addr()
+        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
 }
 
 fn respond(status: PutStatus, header: SendMessageResponseHeader) -> RemotingCommand {
@@ -221,11 +220,9 @@ fn respond(status: PutStatus, header: SendMessageResponseHeader) -> RemotingComm
         PutStatus::Ok => response::SUCCESS,
         PutStatus::FlushDiskTimeout => response::FLUSH_DISK_TIMEOUT,
     };
-    RemotingCommand::response(code, None)
-        .with_header(&header)
-        // Java clients read these two; harmless for others.
-        .with_ext("MSG_REGION", "DefaultRegion")
-        .with_ext("TRACE_ON", "true")
+    // Java clients also read MSG_REGION and TRACE_ON when present; absent, they assume the
+    // default region and tracing on, which is what we would send.
+    RemotingCommand::response(code, None).with_header(&header)
 }
 
 /// Maps a store refusal to the response code RocketMQ clients act on.
