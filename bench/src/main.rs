@@ -15,6 +15,12 @@ mod workload;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mimalloc::MiMalloc;
+
+/// The same allocator as `tern-broker`, so that the load generator takes as little of the shared
+/// CPU as it can.
+#[global_allocator]
+static ALLOCATOR: MiMalloc = MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(

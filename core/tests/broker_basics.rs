@@ -103,6 +103,37 @@ fn pull_header(
     }
 }
 
+/// Waits until a queue's max offset reaches `expected` (GET_MAX_OFFSET).
+async fn wait_dispatched(
+    client: &RemotingClient,
+    addr: &str,
+    topic: &str,
+    queue_id: i32,
+    expected: i64,
+) {
+    let deadline = Instant::now() + T;
+    loop {
+        let q = QueueRequestHeader {
+            topic: topic.into(),
+            queue_id,
+        };
+        let resp = call(
+            client,
+            addr,
+            RemotingCommand::request_with(request::GET_MAX_OFFSET, &q),
+        )
+        .await;
+        if resp.header::<OffsetResponseHeader>().unwrap().offset >= expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}/{queue_id} never reached {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn bodies(resp: &RemotingCommand) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = &resp.body[..];
@@ -168,6 +199,10 @@ async fn produce_pull_filter_and_offsets() {
     let h: SendMessageResponseHeader = resp.header().unwrap();
     assert_eq!(h.msg_id.split(',').count(), 2);
     assert_eq!(h.queue_offset, 1);
+
+    // Sends are acknowledged once appended; the dispatcher makes them pullable a moment later.
+    wait_dispatched(&client, &addr, "orders", 0, 6).await;
+    wait_dispatched(&client, &addr, "orders", 1, 3).await;
 
     // Queue 0 from 0: everything; with a tag filter only the even ones.
     let resp = call(

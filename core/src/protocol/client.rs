@@ -20,6 +20,8 @@ type Slot = Arc<tokio::sync::Mutex<Option<Connection>>>;
 pub struct RemotingClient<H: RequestHandler = RejectRequests> {
     handler: Arc<H>,
     slots: Mutex<HashMap<String, Slot>>,
+    /// The connections made so far, for the lock-free-ish fast path of [`Self::connection`].
+    live: Mutex<HashMap<String, Connection>>,
     connect_timeout: Duration,
 }
 
@@ -42,6 +44,7 @@ impl<H: RequestHandler> RemotingClient<H> {
         RemotingClient {
             handler,
             slots: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
@@ -52,10 +55,18 @@ impl<H: RequestHandler> RemotingClient<H> {
         addr: &str,
         timeout: Duration,
     ) -> Result<Connection, RemotingError> {
+        // Fast path, taken by every call but the first: a lookup by `&str`, no allocation, no
+        // async lock.
+        if let Some(conn) = self.live.lock().expect("live lock").get(addr)
+            && !conn.is_closed()
+        {
+            return Ok(conn.clone());
+        }
         let slot = {
             let mut slots = self.slots.lock().expect("slots lock");
             slots.entry(addr.to_string()).or_default().clone()
         };
+        // One connect per address at a time; the others wait for its outcome.
         let mut guard = slot.lock().await;
         if let Some(conn) = guard.as_ref()
             && !conn.is_closed()
@@ -69,6 +80,10 @@ impl<H: RequestHandler> RemotingClient<H> {
         )
         .await?;
         *guard = Some(conn.clone());
+        self.live
+            .lock()
+            .expect("live lock")
+            .insert(addr.to_string(), conn.clone());
         Ok(conn)
     }
 
@@ -100,6 +115,7 @@ impl<H: RequestHandler> RemotingClient<H> {
 
     /// Closes the connection to `addr`, if any.
     pub fn close(&self, addr: &str) {
+        self.live.lock().expect("live lock").remove(addr);
         let slot = self.slots.lock().expect("slots lock").remove(addr);
         if let Some(slot) = slot
             && let Ok(guard) = slot.try_lock()
@@ -111,6 +127,7 @@ impl<H: RequestHandler> RemotingClient<H> {
 
     /// Closes every connection.
     pub fn close_all(&self) {
+        self.live.lock().expect("live lock").clear();
         let slots: Vec<Slot> = self
             .slots
             .lock()

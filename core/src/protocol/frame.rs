@@ -122,7 +122,45 @@ struct JsonHeaderIn {
     #[serde(default)]
     remark: Option<String>,
     #[serde(default, rename = "extFields")]
-    ext_fields: Option<HashMap<String, ExtValue, foldhash::fast::RandomState>>,
+    ext_fields: Option<ExtMap>,
+}
+
+/// `extFields` decoded straight into [`ExtFields`]: nulls dropped, at most [`MAX_EXT_FIELDS`]
+/// entries, the map sized up front (growing it showed in profiles).
+struct ExtMap(ExtFields);
+
+impl<'de> Deserialize<'de> for ExtMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ExtMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of string values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ExtMap, A::Error> {
+                let hint = map.size_hint().unwrap_or(16).min(MAX_EXT_FIELDS);
+                let mut fields = ExtFields::with_capacity_and_hasher(hint, Default::default());
+                while let Some((key, value)) = map.next_entry::<String, ExtValue>()? {
+                    if fields.len() >= MAX_EXT_FIELDS {
+                        return Err(serde::de::Error::custom(format!(
+                            "more than {MAX_EXT_FIELDS} extFields"
+                        )));
+                    }
+                    if let Some(value) = value.0 {
+                        fields.insert(key, value);
+                    }
+                }
+                Ok(ExtMap(fields))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ExtMap, E> {
+                Ok(ExtMap(ExtFields::default()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `language` by name (RocketMQ) or by ordinal (tolerated).
@@ -198,16 +236,7 @@ fn decode_json_header(header: &[u8]) -> Result<RemotingCommand, FrameError> {
         Some(LanguageField::Code(code)) => LanguageCode::from_code(code.min(255) as u8),
         None => LanguageCode::Other,
     };
-    let ext = parsed.ext_fields.unwrap_or_default();
-    if ext.len() > MAX_EXT_FIELDS {
-        return Err(FrameError::Json(format!(
-            "more than {MAX_EXT_FIELDS} extFields"
-        )));
-    }
-    let ext_fields = ext
-        .into_iter()
-        .filter_map(|(k, v)| v.0.map(|v| (k, v)))
-        .collect();
+    let ext_fields = parsed.ext_fields.map(|m| m.0).unwrap_or_default();
     Ok(RemotingCommand {
         code: parsed.code,
         language,

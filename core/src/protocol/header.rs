@@ -88,6 +88,7 @@ macro_rules! command_header {
 
         impl $crate::protocol::header::CommandHeader for $name {
             fn write_to(&self, ext: &mut $crate::protocol::command::ExtFields) {
+                ext.reserve([$($wire),*].len());
                 $(
                     if let Some(v) = $crate::protocol::header::HeaderValue::render_field(&self.$field) {
                         ext.insert($wire.to_string(), v);

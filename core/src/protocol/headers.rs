@@ -52,6 +52,7 @@ impl SendMessageRequestHeader {
 
     /// Writes the V2 form.
     pub fn write_v2(&self, ext: &mut ExtFields) {
+        ext.reserve(14);
         let mut put = |short: &str, value: Option<String>| {
             if let Some(value) = value {
                 ext.insert(short.to_string(), value);
