@@ -111,3 +111,40 @@ mod tests {
         assert_ne!(machine.mount_point, "");
     }
 }
+
+/// A fresh work directory under `dir` (created if needed), its canonical path (so reports name it
+/// unambiguously) and the machine it is on. Warns when the directory is in memory, where `what`
+/// would not be disk figures.
+pub fn work_dir(
+    dir: &Path,
+    prefix: &str,
+    what: &str,
+) -> crate::error::Result<(tempfile::TempDir, std::path::PathBuf, Machine)> {
+    use crate::error::Context;
+    std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+    let work = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(dir)
+        .context(|| format!("creating a directory in {}", dir.display()))?;
+    let path = work
+        .path()
+        .canonicalize()
+        .unwrap_or_else(|_| work.path().to_owned());
+    let machine = Machine::describe(&path);
+    if machine.is_memory_backed() {
+        eprintln!(
+            "warning: {} is on {}, i.e. in memory: {what} are not disk figures (use --dir)",
+            path.display(),
+            machine.filesystem
+        );
+    }
+    Ok((work, path, machine))
+}
+
+/// Writes a report as pretty JSON.
+pub fn write_json<T: Serialize>(path: &Path, report: &T) -> crate::error::Result<()> {
+    use crate::error::Context;
+    let file = std::fs::File::create(path).context(|| format!("creating {}", path.display()))?;
+    serde_json::to_writer_pretty(std::io::BufWriter::new(file), report)?;
+    Ok(())
+}

@@ -35,7 +35,6 @@ use tokio::runtime::Runtime;
 use crate::error::{BenchError, Context, Result};
 use crate::raw;
 use crate::stats::Figures;
-use crate::sysinfo::Machine;
 pub use host::run_echo_server;
 use host::{BrokerServer, EchoServers, Hosting};
 use load::{Producer, Tally, Window, interrupted};
@@ -310,24 +309,8 @@ impl Plan {
 /// Runs the broker benchmark and prints the report.
 pub fn run(args: BrokerArgs) -> Result<()> {
     let plan = Plan::from_args(&args)?;
-    std::fs::create_dir_all(&args.dir).context(|| format!("creating {}", args.dir.display()))?;
-    let work = tempfile::Builder::new()
-        .prefix("tern-bench-broker-")
-        .tempdir_in(&args.dir)
-        .context(|| format!("creating a directory in {}", args.dir.display()))?;
-    let work_path = work
-        .path()
-        .canonicalize()
-        .unwrap_or_else(|_| work.path().to_owned());
-    let machine = Machine::describe(&work_path);
-    if machine.is_memory_backed() {
-        eprintln!(
-            "warning: {} is on {}, i.e. in memory: SYNC_FLUSH figures are not disk figures \
-             (use --dir)",
-            work_path.display(),
-            machine.filesystem
-        );
-    }
+    let (work, work_path, machine) =
+        crate::sysinfo::work_dir(&args.dir, "tern-bench-broker-", "SYNC_FLUSH figures")?;
     // One client thread means a current-thread runtime: no cross-thread wake-ups, which on a
     // 2-core machine shared with the broker cost more than a second thread gains.
     let mut builder = if plan.client_threads == 1 {
@@ -391,7 +374,7 @@ pub fn run(args: BrokerArgs) -> Result<()> {
     };
     print!("{}", report.to_markdown());
     if let Some(path) = &args.json {
-        report.write_json(path)?;
+        crate::sysinfo::write_json(path, &report)?;
     }
     drop(runtime);
     work.close()

@@ -2,12 +2,10 @@
 //! optional JSON file for scripts.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde::Serialize;
 
 use super::results::{Ratio, Row, Scenario, Verdict, ratio_headers};
-use crate::error::{Context, Result};
 use crate::stats::Percentiles;
 use crate::sysinfo::Machine;
 
@@ -44,13 +42,6 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn write_json(&self, path: &Path) -> Result<()> {
-        let file =
-            std::fs::File::create(path).context(|| format!("creating {}", path.display()))?;
-        serde_json::to_writer_pretty(std::io::BufWriter::new(file), self)?;
-        Ok(())
-    }
-
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
         let (m, s) = (&self.machine, &self.settings);

@@ -24,7 +24,6 @@ use tern_core::store::Preallocate;
 use crate::error::{BenchError, Context, Result};
 use crate::raw;
 use crate::stats::{Figures, MB};
-use crate::sysinfo::Machine;
 use crate::workload::Workload;
 use report::{Report, Settings};
 use results::{Row, Scenario};
@@ -193,24 +192,8 @@ impl Plan {
 /// Runs the store benchmark and prints the report.
 pub fn run(args: StoreArgs) -> Result<()> {
     let plan = Plan::from_args(&args)?;
-    std::fs::create_dir_all(&args.dir).context(|| format!("creating {}", args.dir.display()))?;
-    let work = tempfile::Builder::new()
-        .prefix("tern-bench-")
-        .tempdir_in(&args.dir)
-        .context(|| format!("creating a directory in {}", args.dir.display()))?;
-    // Canonical, so the report names the directory unambiguously (not "./tern-bench-…").
-    let work_path = work
-        .path()
-        .canonicalize()
-        .unwrap_or_else(|_| work.path().to_owned());
-    let machine = Machine::describe(&work_path);
-    if machine.is_memory_backed() {
-        eprintln!(
-            "warning: {} is on {}, i.e. in memory: these are not disk figures (use --dir)",
-            work_path.display(),
-            machine.filesystem
-        );
-    }
+    let (work, work_path, machine) =
+        crate::sysinfo::work_dir(&args.dir, "tern-bench-", "these figures")?;
     eprintln!(
         "tern-bench store: {} CPUs, {} at {} ({})",
         machine.cpus,
@@ -252,7 +235,7 @@ pub fn run(args: StoreArgs) -> Result<()> {
     };
     print!("{}", report.to_markdown());
     if let Some(path) = &args.json {
-        report.write_json(path)?;
+        crate::sysinfo::write_json(path, &report)?;
     }
     work.close()
         .context(|| "removing the benchmark directory".to_owned())?;

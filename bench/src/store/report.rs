@@ -2,12 +2,10 @@
 //! and an optional JSON file for scripts.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use serde::Serialize;
 
 use super::results::{Ratio, Row, Scenario};
-use crate::error::{Context, Result};
 use crate::stats::{Figures, MB};
 use crate::sysinfo::Machine;
 
@@ -40,13 +38,6 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn write_json(&self, path: &Path) -> Result<()> {
-        let file =
-            std::fs::File::create(path).context(|| format!("creating {}", path.display()))?;
-        serde_json::to_writer_pretty(std::io::BufWriter::new(file), self)?;
-        Ok(())
-    }
-
     /// The whole report as Markdown.
     pub fn to_markdown(&self) -> String {
         let mut out = String::new();
