@@ -207,16 +207,8 @@ impl Producer {
         msg: &Message,
         queue: &MessageQueue,
     ) -> Result<SendResult, ClientError> {
-        let deadline = Instant::now() + self.config.request_timeout;
         let (prepared, msg_id) = self.prepare(msg)?;
-        if queue.topic != prepared.topic {
-            return Err(ClientError::InvalidMessage(format!(
-                "message for topic `{}` sent to a queue of `{}`",
-                prepared.topic, queue.topic
-            )));
-        }
-        let route = self.route_until(&prepared.topic, deadline).await?;
-        let (header, status) = self.attempt(&route, &prepared, queue, deadline).await?;
+        let (header, status) = self.send_to_given_queue(&prepared, queue).await?;
         Ok(SendResult {
             msg_id,
             offset_msg_id: header.msg_id,
@@ -241,17 +233,26 @@ impl Producer {
         msgs: &[Message],
         queue: &MessageQueue,
     ) -> Result<BatchSendResult, ClientError> {
-        let deadline = Instant::now() + self.config.request_timeout;
         let (prepared, msg_ids) = self.prepare_batch(msgs)?;
+        let (header, status) = self.send_to_given_queue(&prepared, queue).await?;
+        Ok(batch_result(msg_ids, queue.clone(), header, status))
+    }
+
+    /// One attempt at a queue the caller chose (no retry elsewhere: the caller cares where).
+    async fn send_to_given_queue(
+        &self,
+        prepared: &Prepared,
+        queue: &MessageQueue,
+    ) -> Result<(SendMessageResponseHeader, SendStatus), ClientError> {
+        let deadline = Instant::now() + self.config.request_timeout;
         if queue.topic != prepared.topic {
             return Err(ClientError::InvalidMessage(format!(
-                "batch for topic `{}` sent to a queue of `{}`",
+                "a message of topic `{}` sent to a queue of `{}`",
                 prepared.topic, queue.topic
             )));
         }
         let route = self.route_until(&prepared.topic, deadline).await?;
-        let (header, status) = self.attempt(&route, &prepared, queue, deadline).await?;
-        Ok(batch_result(msg_ids, queue.clone(), header, status))
+        self.attempt(&route, prepared, queue, deadline).await
     }
 
     /// Stops the route refresher and closes every connection; later sends fail with
