@@ -181,6 +181,17 @@ fn limits_are_named_errors() {
     let big = RemotingCommand::request(10).with_body(vec![0u8; MAX_FRAME_BYTES]);
     assert!(matches!(encode_frame(&big), Err(FrameError::TooLarge(_))));
 
+    // More than 1,024 extFields, in either encoding.
+    let mut many = RemotingCommand::request(10);
+    for i in 0..1025 {
+        many.ext_fields.insert(format!("k{i}"), "v".into());
+    }
+    for encoding in [SerializeType::Json, SerializeType::RocketMq] {
+        let frame = encode_frame(&many.clone().with_serialize_type(encoding)).unwrap();
+        let err = decode_frame(&mut BytesMut::from(&frame[..])).unwrap_err();
+        assert!(err.to_string().contains("extFields"), "{encoding:?}: {err}");
+    }
+
     // Binary headers carry the code as i16: 200050 (POP_MESSAGE) cannot be encoded that way.
     let pop = RemotingCommand::request(200_050).with_serialize_type(SerializeType::RocketMq);
     assert!(matches!(encode_frame(&pop), Err(FrameError::Binary(_))));
