@@ -178,7 +178,7 @@ async fn offset_persist_loop(state: Arc<BrokerState>, mut stopped: watch::Receiv
             _ = tokio::time::sleep(interval) => {}
             _ = stopped.changed() => return,
         }
-        if let Err(e) = state.offsets.persist() {
+        if let Err(e) = state.off_thread(|s| s.offsets.persist()).await {
             tracing::error!(error = %e, "consumer offsets not persisted");
         }
     }

@@ -34,6 +34,20 @@ pub(crate) struct BrokerState {
 }
 
 impl BrokerState {
+    /// Runs `work` on the blocking pool. Topic-table changes and offset persistence write and
+    /// fsync files (milliseconds); on the request thread they would stall every connection.
+    pub async fn off_thread<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&BrokerState) -> T + Send + 'static,
+    ) -> T {
+        let state = self.clone();
+        match tokio::task::spawn_blocking(move || work(&state)).await {
+            Ok(value) => value,
+            // A panic in our own code is a bug; let it surface where it happened.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }

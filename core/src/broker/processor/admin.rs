@@ -1,6 +1,8 @@
 //! Topic administration: UPDATE_AND_CREATE_TOPIC (17), DELETE_TOPIC_IN_BROKER (215),
 //! GET_ALL_TOPIC_CONFIG (21).
 
+use std::sync::Arc;
+
 use crate::protocol::RemotingCommand;
 use crate::protocol::body::{TopicConfig, encode_json};
 use crate::protocol::codes::response;
@@ -9,7 +11,10 @@ use crate::protocol::headers::{CreateTopicRequestHeader, TopicRequestHeader};
 use super::super::state::BrokerState;
 use super::bad_header;
 
-pub(super) fn create_topic(state: &BrokerState, req: &RemotingCommand) -> RemotingCommand {
+pub(super) async fn create_topic(
+    state: &Arc<BrokerState>,
+    req: &RemotingCommand,
+) -> RemotingCommand {
     let header: CreateTopicRequestHeader = match req.header() {
         Ok(h) => h,
         Err(e) => return bad_header(e),
@@ -25,7 +30,8 @@ pub(super) fn create_topic(state: &BrokerState, req: &RemotingCommand) -> Remoti
         topic_sys_flag: header.topic_sys_flag.unwrap_or(0),
         order: header.order.unwrap_or(false),
     };
-    match state.topics.upsert(config.clone()) {
+    let wanted = config.clone();
+    match state.off_thread(move |s| s.topics.upsert(wanted)).await {
         Ok(changed) => {
             if changed {
                 tracing::info!(topic = %config.topic_name, queues = config.write_queue_nums, perm = config.perm, "topic created or updated");
@@ -39,12 +45,16 @@ pub(super) fn create_topic(state: &BrokerState, req: &RemotingCommand) -> Remoti
 
 /// Removes the topic from the table (and so from the routes). Its stored messages stay until
 /// retention deletes their CommitLog segments.
-pub(super) fn delete_topic(state: &BrokerState, req: &RemotingCommand) -> RemotingCommand {
+pub(super) async fn delete_topic(
+    state: &Arc<BrokerState>,
+    req: &RemotingCommand,
+) -> RemotingCommand {
     let header: TopicRequestHeader = match req.header() {
         Ok(h) => h,
         Err(e) => return bad_header(e),
     };
-    match state.topics.remove(&header.topic) {
+    let topic = header.topic.clone();
+    match state.off_thread(move |s| s.topics.remove(&topic)).await {
         Ok(removed) => {
             if removed {
                 tracing::info!(topic = %header.topic, "topic deleted");

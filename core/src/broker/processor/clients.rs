@@ -1,6 +1,8 @@
 //! Client heartbeats and consumer-group membership: HEART_BEAT (34), UNREGISTER_CLIENT (35),
 //! GET_CONSUMER_LIST_BY_GROUP (38).
 
+use std::sync::Arc;
+
 use crate::protocol::body::{
     ConsumerListBody, HeartbeatData, TopicConfig, decode_json, encode_json,
 };
@@ -15,8 +17,8 @@ use super::{bad_group, bad_header, valid_group};
 /// Longest client id accepted.
 const MAX_CLIENT_ID_LEN: usize = 255;
 
-pub(super) fn heartbeat(
-    state: &BrokerState,
+pub(super) async fn heartbeat(
+    state: &Arc<BrokerState>,
     conn: &Connection,
     req: &RemotingCommand,
 ) -> RemotingCommand {
@@ -40,11 +42,11 @@ pub(super) fn heartbeat(
         // subscribes to `%RETRY%<group>` finds a route.
         if consumer.message_model != "BROADCASTING" {
             let retry = format!("{RETRY_TOPIC_PREFIX}{}", consumer.group_name);
-            match state.topics.create_if_absent(TopicConfig::new(
-                &retry,
-                1,
-                perm::READ | perm::WRITE,
-            )) {
+            let wanted = TopicConfig::new(&retry, 1, perm::READ | perm::WRITE);
+            match state
+                .off_thread(move |s| s.topics.create_if_absent(wanted))
+                .await
+            {
                 Ok((_, true)) => state.register_now.notify_one(),
                 Ok(_) => {}
                 Err(e) => return RemotingCommand::error(response::SYSTEM_ERROR, e.to_string()),

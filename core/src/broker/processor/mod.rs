@@ -44,10 +44,10 @@ impl RequestHandler for Processor {
             request::SEARCH_OFFSET_BY_TIMESTAMP => offsets::search_by_timestamp(state, &req),
             request::QUERY_MESSAGE => query::query_message(state, &req),
             request::VIEW_MESSAGE_BY_ID => query::view_message(state, &req),
-            request::UPDATE_AND_CREATE_TOPIC => admin::create_topic(state, &req),
-            request::DELETE_TOPIC_IN_BROKER => admin::delete_topic(state, &req),
+            request::UPDATE_AND_CREATE_TOPIC => admin::create_topic(state, &req).await,
+            request::DELETE_TOPIC_IN_BROKER => admin::delete_topic(state, &req).await,
             request::GET_ALL_TOPIC_CONFIG => admin::all_topic_config(state),
-            request::HEART_BEAT => clients::heartbeat(state, &conn, &req),
+            request::HEART_BEAT => clients::heartbeat(state, &conn, &req).await,
             request::UNREGISTER_CLIENT => clients::unregister(state, &req),
             request::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(state, &req),
             code => RemotingCommand::error(

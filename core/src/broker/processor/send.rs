@@ -4,6 +4,7 @@
 //! promises; `FLUSH_DISK_TIMEOUT` means "stored, but the fsync did not finish in time".
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::protocol::RemotingCommand;
@@ -19,7 +20,7 @@ use super::super::topic_table::valid_topic_name;
 use super::{bad_group, bad_header, valid_group};
 
 pub(super) async fn send(
-    state: &BrokerState,
+    state: &Arc<BrokerState>,
     conn: &Connection,
     req: &RemotingCommand,
     v2: bool,
@@ -35,7 +36,7 @@ pub(super) async fn send(
     if header.batch == Some(true) {
         return send_batch_with(state, conn, req, header).await;
     }
-    let (topic, queue_id) = match resolve_queue(state, &header) {
+    let (topic, queue_id) = match resolve_queue(state, &header).await {
         Ok(pair) => pair,
         Err(response) => return response,
     };
@@ -66,7 +67,7 @@ pub(super) async fn send(
 }
 
 pub(super) async fn send_batch(
-    state: &BrokerState,
+    state: &Arc<BrokerState>,
     conn: &Connection,
     req: &RemotingCommand,
 ) -> RemotingCommand {
@@ -79,12 +80,12 @@ pub(super) async fn send_batch(
 }
 
 async fn send_batch_with(
-    state: &BrokerState,
+    state: &Arc<BrokerState>,
     conn: &Connection,
     req: &RemotingCommand,
     header: SendMessageRequestHeader,
 ) -> RemotingCommand {
-    let (topic, queue_id) = match resolve_queue(state, &header) {
+    let (topic, queue_id) = match resolve_queue(state, &header).await {
         Ok(pair) => pair,
         Err(response) => return response,
     };
@@ -135,8 +136,8 @@ async fn send_batch_with(
 }
 
 /// Finds (or, when enabled, creates) the topic and picks the queue.
-fn resolve_queue(
-    state: &BrokerState,
+async fn resolve_queue(
+    state: &Arc<BrokerState>,
     header: &SendMessageRequestHeader,
 ) -> Result<(TopicConfig, i32), RemotingCommand> {
     if !valid_topic_name(&header.topic) {
@@ -161,7 +162,10 @@ fn resolve_queue(
                     n.min(state.config.default_topic_queues)
                 });
             let wanted = TopicConfig::new(&header.topic, queues, perm::READ | perm::WRITE);
-            match state.topics.create_if_absent(wanted) {
+            match state
+                .off_thread(move |s| s.topics.create_if_absent(wanted))
+                .await
+            {
                 Ok((topic, created)) => {
                     if created {
                         tracing::info!(topic = %topic.topic_name, queues, "topic auto-created");
