@@ -93,25 +93,6 @@ fn unescape_mount(field: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unescapes_octal_spaces() {
-        assert_eq!(unescape_mount("/mnt/my\\040disk"), "/mnt/my disk");
-        assert_eq!(unescape_mount("/plain"), "/plain");
-        assert_eq!(unescape_mount("/odd\\x"), "/odd\\x");
-    }
-
-    #[test]
-    fn describes_the_current_directory() {
-        let machine = Machine::describe(Path::new("."));
-        assert!(machine.cpus >= 1);
-        assert_ne!(machine.mount_point, "");
-    }
-}
-
 /// A fresh work directory under `dir` (created if needed), its canonical path (so reports name it
 /// unambiguously) and the machine it is on. Warns when the directory is in memory, where `what`
 /// would not be disk figures.
@@ -147,4 +128,23 @@ pub fn write_json<T: Serialize>(path: &Path, report: &T) -> crate::error::Result
     let file = std::fs::File::create(path).context(|| format!("creating {}", path.display()))?;
     serde_json::to_writer_pretty(std::io::BufWriter::new(file), report)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescapes_octal_spaces() {
+        assert_eq!(unescape_mount("/mnt/my\\040disk"), "/mnt/my disk");
+        assert_eq!(unescape_mount("/plain"), "/plain");
+        assert_eq!(unescape_mount("/odd\\x"), "/odd\\x");
+    }
+
+    #[test]
+    fn describes_the_current_directory() {
+        let machine = Machine::describe(Path::new("."));
+        assert!(machine.cpus >= 1);
+        assert_ne!(machine.mount_point, "");
+    }
 }

@@ -263,7 +263,7 @@ async fn broker_sigkill_under_sync_flush_loses_no_acknowledged_message() {
             );
         }
     }
-    let acked = ledger.acked.lock().unwrap();
+    let acked: HashSet<Vec<u8>> = std::mem::take(&mut *ledger.acked.lock().unwrap());
     eprintln!(
         "{} acknowledged over {cycles} kills, {} stored",
         acked.len(),

@@ -49,9 +49,9 @@ impl Cluster {
             }
             for ns in &namesrv_addrs {
                 let deadline = Instant::now() + Duration::from_secs(10);
-                while !raw::route(&admin, ns, topic)
+                while raw::route(&admin, ns, topic)
                     .await
-                    .is_some_and(|r| r.queue_datas.len() == 2)
+                    .is_none_or(|r| r.queue_datas.len() != 2)
                 {
                     assert!(
                         Instant::now() < deadline,
@@ -268,7 +268,7 @@ async fn ordering_key_keeps_per_key_order_and_tag_filters_select() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let got = got.lock().unwrap();
+    let got: Vec<ReceivedMessage> = std::mem::take(&mut *got.lock().unwrap());
     let mut next_seq = HashMap::<String, usize>::new();
     let mut tagged = Vec::new();
     for m in got.iter() {
@@ -293,8 +293,6 @@ async fn ordering_key_keeps_per_key_order_and_tag_filters_select() {
             .iter()
             .all(|(tag, body)| (tag == "A" || tag == "C") && body.starts_with(tag.as_str()))
     );
-    drop(got);
-
     collector.abort();
     let _ = collector.await;
     Arc::try_unwrap(group)

@@ -8,19 +8,19 @@
 //! - `long_poll`: held pulls, woken by the store's dispatcher.
 //! - `registration`: REGISTER_BROKER to every NameServer.
 
-mod broker;
 mod config;
 mod consumer_groups;
 mod consumer_offsets;
 mod error;
 mod json_file;
+mod lifecycle;
 mod long_poll;
 mod processor;
 mod registration;
 mod state;
 mod topic_table;
 
-pub use broker::Broker;
 pub use config::{BrokerConfig, MAX_PULL_SUSPEND, MAX_QUEUES_PER_TOPIC, valid_name};
 pub use error::BrokerError;
+pub use lifecycle::Broker;
 pub use topic_table::{MAX_TOPICS, TopicError, valid_topic_name};

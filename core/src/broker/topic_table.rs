@@ -202,7 +202,7 @@ mod tests {
             Err(TopicError::InvalidName(_))
         ));
         assert!(matches!(
-            table.upsert(TopicConfig::new(&"x".repeat(128), 1, 6)),
+            table.upsert(TopicConfig::new("x".repeat(128), 1, 6)),
             Err(TopicError::InvalidName(_))
         ));
         assert!(matches!(

@@ -367,7 +367,7 @@ async fn read_loop<H: RequestHandler>(
             // while this side decodes the rest. Without it both sides take turns on whole
             // batches and a two-core machine runs at the speed of one.
             handled += 1;
-            if handled % FRAMES_PER_TURN == 0 {
+            if handled.is_multiple_of(FRAMES_PER_TURN) {
                 if !flush_batch(&conn, &mut batch).await {
                     break 'outer;
                 }
