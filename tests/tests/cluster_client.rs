@@ -19,7 +19,7 @@ use tern_tests::process::{BrokerSpec, ServerProcess, start_broker, start_namesrv
 /// Two NameServers and two brokers (ASYNC_FLUSH), with `topic` on both brokers.
 struct Cluster {
     _namesrvs: Vec<ServerProcess>,
-    _brokers: Vec<ServerProcess>,
+    brokers: Vec<ServerProcess>,
     namesrv_addrs: Vec<String>,
     _dir: tempfile::TempDir,
 }
@@ -63,7 +63,7 @@ impl Cluster {
         }
         Cluster {
             _namesrvs: namesrvs,
-            _brokers: brokers,
+            brokers,
             namesrv_addrs,
             _dir: dir,
         }
@@ -301,5 +301,63 @@ async fn ordering_key_keeps_per_key_order_and_tag_filters_select() {
         .shutdown()
         .await
         .unwrap();
+    producer.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_retries_on_the_other_broker_when_one_dies() {
+    const COUNT: usize = 2_000;
+    let mut cluster = Cluster::start(&[("failover", 2)]).await;
+    let producer = Arc::new(Producer::new(cluster.client_config(), "failover-producer").unwrap());
+    // Every worker sends a quarter of its share, waits at a gate while broker-b is killed, then
+    // sends the rest: the kill always falls in the middle of the stream, however fast it runs.
+    let at_gate = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (open_gate, gate) = tokio::sync::watch::channel(false);
+    let per_broker = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let mut senders = Vec::new();
+    for worker in 0..8 {
+        let (producer, at_gate, per_broker) =
+            (producer.clone(), at_gate.clone(), per_broker.clone());
+        let mut gate = gate.clone();
+        senders.push(tokio::spawn(async move {
+            for (n, i) in (worker..COUNT).step_by(8).enumerate() {
+                if n == COUNT / 8 / 4 {
+                    at_gate.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                    gate.wait_for(|open| *open).await.unwrap();
+                }
+                let message = Message::new("failover", format!("f{i}"));
+                // Every send must succeed: a failure on the dead broker is retried on the other.
+                let result = producer
+                    .send(&message)
+                    .await
+                    .unwrap_or_else(|e| panic!("send {i}: {e}"));
+                *per_broker
+                    .lock()
+                    .unwrap()
+                    .entry(result.queue.broker_name)
+                    .or_default() += 1;
+            }
+        }));
+    }
+    wait_for("every sender at the gate", Duration::from_secs(30), || {
+        at_gate.load(std::sync::atomic::Ordering::Acquire) == 8
+    })
+    .await;
+    let before = per_broker.lock().unwrap().clone();
+    cluster.brokers[1].kill(); // broker-b
+    open_gate.send(true).unwrap();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let after = per_broker.lock().unwrap().clone();
+    assert!(
+        before.get("broker-b").copied().unwrap_or(0) > 0,
+        "both brokers served before: {before:?}"
+    );
+    let a_gain = after["broker-a"] - before.get("broker-a").copied().unwrap_or(0);
+    assert!(
+        a_gain >= COUNT / 2,
+        "broker-a took over: before {before:?}, after {after:?}"
+    );
     producer.shutdown();
 }
