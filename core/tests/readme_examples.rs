@@ -2,7 +2,7 @@
 //! store under ./data) so that the README cannot drift from the API. The blocks are the README's
 //! verbatim (a test checks it), hence `rustfmt::skip`.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::field_reassign_with_default)]
 
 #[rustfmt::skip]
 mod client_example {
