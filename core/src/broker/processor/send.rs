@@ -40,18 +40,17 @@ pub(super) async fn send(
         Ok(pair) => pair,
         Err(response) => return response,
     };
-    let message = Message {
-        topic: topic.topic_name.clone(),
+    let message = to_message(
+        &topic,
         queue_id,
-        flag: header.flag,
-        body: req.body.clone(),
-        properties: Properties::decode(header.properties.as_deref().unwrap_or("")),
-        sys_flag: header.sys_flag & !(sys_flag::BORN_HOST_V6 | sys_flag::STORE_HOST_V6),
-        born_timestamp: header.born_timestamp,
-        born_host: born_host(conn),
-        reconsume_times: header.reconsume_times.unwrap_or(0),
-        prepared_transaction_offset: 0,
-    };
+        &header,
+        born_host(conn),
+        (
+            header.flag,
+            req.body.clone(),
+            header.properties.as_deref().unwrap_or(""),
+        ),
+    );
     match state.store.put_message(message).await {
         Ok(put) => respond(
             put.status,
@@ -96,23 +95,19 @@ async fn send_batch_with(
     let born_host = born_host(conn);
     let messages: Vec<Message> = entries
         .into_iter()
-        .map(|entry| Message {
-            topic: topic.topic_name.clone(),
-            queue_id,
-            flag: entry.flag,
-            body: entry.body,
-            properties: Properties::decode(&entry.properties),
-            sys_flag: header.sys_flag & !(sys_flag::BORN_HOST_V6 | sys_flag::STORE_HOST_V6),
-            born_timestamp: header.born_timestamp,
-            born_host,
-            reconsume_times: header.reconsume_times.unwrap_or(0),
-            prepared_transaction_offset: 0,
+        .map(|entry| {
+            let (flag, body, properties) = (entry.flag, entry.body, entry.properties.as_str());
+            to_message(
+                &topic,
+                queue_id,
+                &header,
+                born_host,
+                (flag, body, properties),
+            )
         })
         .collect();
-    let store_host: SocketAddr = state
-        .addr
-        .parse()
-        .unwrap_or_else(|_| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    // The address the store writes as STOREHOST (the broker's, set at start).
+    let store_host = state.store.config().store_host;
     match state.store.put_messages(&messages).await {
         Ok(put) => {
             let ids: Vec<String> = put
@@ -212,6 +207,30 @@ async fn resolve_queue(
         ));
     }
     Ok((topic, queue_id))
+}
+
+/// The store message for one sent message: `(flag, body, encoded properties)` are per message
+/// (a batch entry has its own), everything else comes from the request header.
+fn to_message(
+    topic: &TopicConfig,
+    queue_id: i32,
+    header: &SendMessageRequestHeader,
+    born_host: SocketAddr,
+    (flag, body, properties): (i32, bytes::Bytes, &str),
+) -> Message {
+    Message {
+        topic: topic.topic_name.clone(),
+        queue_id,
+        flag,
+        body,
+        properties: Properties::decode(properties),
+        // The host-address bits are the encoder's to set, from the addresses themselves.
+        sys_flag: header.sys_flag & !(sys_flag::BORN_HOST_V6 | sys_flag::STORE_HOST_V6),
+        born_timestamp: header.born_timestamp,
+        born_host,
+        reconsume_times: header.reconsume_times.unwrap_or(0),
+        prepared_transaction_offset: 0,
+    }
 }
 
 fn born_host(conn: &Connection) -> SocketAddr {
