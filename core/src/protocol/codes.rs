@@ -38,6 +38,9 @@ pub mod request {
     pub const SEND_MESSAGE_V2: i32 = 310;
     pub const SEND_BATCH_MESSAGE: i32 = 320;
     pub const QUERY_DATA_VERSION: i32 = 322;
+    pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
+    pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
+    pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
     pub const POP_MESSAGE: i32 = 200050;
     pub const ACK_MESSAGE: i32 = 200051;
     pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200053;
@@ -68,6 +71,19 @@ pub mod response {
     pub const SUBSCRIPTION_GROUP_NOT_EXIST: i32 = 26;
     pub const CONSUMER_NOT_ONLINE: i32 = 206;
     pub const NO_MESSAGE: i32 = 208;
+    /// Too many pops are held waiting for messages.
+    pub const POLLING_FULL: i32 = 209;
+    /// A held pop ended without a message.
+    pub const POLLING_TIMEOUT: i32 = 210;
+
+    // Tern's own codes (RocketMQ has no equivalent). Chosen far from RocketMQ's ranges.
+    /// An ack or visibility change named a receipt handle that is no longer current: the message
+    /// was acked, redelivered, or its invisibility changed (which issued a newer handle).
+    pub const RECEIPT_HANDLE_STALE: i32 = 9001;
+    /// A send with this idempotency key on this topic is still being stored.
+    pub const IDEMPOTENCY_KEY_IN_FLIGHT: i32 = 9002;
+    /// The idempotency key was used within the window for a message with a different body.
+    pub const IDEMPOTENCY_KEY_REUSED: i32 = 9003;
 }
 
 /// `RemotingCommand::flag` bits.

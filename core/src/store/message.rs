@@ -20,6 +20,14 @@ pub mod property {
     pub const TIMER_DELIVER_MS: &str = "TIMER_DELIVER_MS";
     pub const TIMER_DELAY_SEC: &str = "TIMER_DELAY_SEC";
     pub const SHARDING_KEY: &str = "__SHARDINGKEY";
+    /// On retry and dead-letter copies: the topic the message was first sent to.
+    pub const RETRY_TOPIC: &str = "RETRY_TOPIC";
+    /// On retry and dead-letter copies: the message id of the original.
+    pub const ORIGIN_MESSAGE_ID: &str = "ORIGIN_MESSAGE_ID";
+    /// On popped messages: the receipt handle that acks it.
+    pub const POP_CK: &str = "POP_CK";
+    /// Tern: the producer's idempotency key (see the broker's idempotency window).
+    pub const IDEMPOTENCY_KEY: &str = "__TERN_IDEMPOTENCY_KEY";
     /// Separator between the tokens of `KEYS`.
     pub const KEY_SEPARATOR: char = ' ';
 }
@@ -45,6 +53,8 @@ pub mod sys_flag {
 
 /// The topic that holds delay-level messages until they are due.
 pub const SCHEDULE_TOPIC: &str = "SCHEDULE_TOPIC_XXXX";
+/// The topic that holds timer messages (arbitrary delivery time) until they are due.
+pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
 /// Retry topics are `%RETRY%<group>` and may be longer than ordinary topics.
 pub const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
 /// Dead-letter topics are `%DLQ%<group>`.
