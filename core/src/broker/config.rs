@@ -19,6 +19,12 @@ pub const MAX_NAMESRV_ADDRS: usize = 64;
 pub const MAX_PULL_SUSPEND: Duration = Duration::from_secs(60);
 /// Most request threads.
 pub const MAX_WORKER_THREADS: usize = 256;
+/// Longest invisible time a pop may ask for (7 days).
+pub const MAX_POP_INVISIBLE_MS: u64 = 7 * 24 * 3_600_000;
+/// Upper bound of `pop_max_inflight`.
+pub const MAX_POP_INFLIGHT: usize = 10_000_000;
+/// Upper bound of `pop_max_held`.
+pub const MAX_POP_HELD: usize = 1_000_000;
 /// Most queues a topic may have.
 pub const MAX_QUEUES_PER_TOPIC: i32 = 1024;
 
@@ -57,6 +63,15 @@ pub struct BrokerConfig {
     /// cross-thread wake-ups (RocketMQ also sends on one thread by default,
     /// `sendMessageThreadPoolNums = 1`). 0 means one per CPU.
     pub worker_threads: usize,
+    /// Bounds on a pop's invisible time (RocketMQ: 10 s ..= 12 h). A visibility change may go
+    /// below the minimum, down to 0 (a nack: deliver again now).
+    pub pop_min_invisible_ms: u64,
+    pub pop_max_invisible_ms: u64,
+    /// Most popped-but-unacknowledged messages the broker tracks; pops beyond it are refused
+    /// (each costs about 100 bytes of memory and of snapshot).
+    pub pop_max_inflight: usize,
+    /// Most pops held waiting for messages at once; more are answered POLLING_FULL.
+    pub pop_max_held: usize,
     pub store: StoreConfig,
 }
 
@@ -79,6 +94,10 @@ impl Default for BrokerConfig {
             max_pull_bytes: 256 * 1024,
             client_expiry_ms: 120_000,
             worker_threads: 1,
+            pop_min_invisible_ms: 10_000,
+            pop_max_invisible_ms: 12 * 3_600_000,
+            pop_max_inflight: 200_000,
+            pop_max_held: 10_000,
             store: StoreConfig::default(),
         }
     }
@@ -151,6 +170,20 @@ impl BrokerConfig {
             if ms == 0 || ms > 3_600_000 {
                 return bad(format!("{name} must be 1 ..= 3600000"));
             }
+        }
+        if self.pop_min_invisible_ms == 0
+            || self.pop_min_invisible_ms > self.pop_max_invisible_ms
+            || self.pop_max_invisible_ms > MAX_POP_INVISIBLE_MS
+        {
+            return bad(format!(
+                "pop invisible times must satisfy 1 <= pop_min_invisible_ms <= pop_max_invisible_ms <= {MAX_POP_INVISIBLE_MS}"
+            ));
+        }
+        if !(1..=MAX_POP_INFLIGHT).contains(&self.pop_max_inflight) {
+            return bad(format!("pop_max_inflight must be 1 ..= {MAX_POP_INFLIGHT}"));
+        }
+        if !(1..=MAX_POP_HELD).contains(&self.pop_max_held) {
+            return bad(format!("pop_max_held must be 1 ..= {MAX_POP_HELD}"));
         }
         if self.worker_threads > MAX_WORKER_THREADS {
             return bad(format!("worker_threads must be 0 ..= {MAX_WORKER_THREADS}"));

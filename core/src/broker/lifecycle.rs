@@ -21,6 +21,9 @@ use super::long_poll::LongPoll;
 use super::processor::Processor;
 use super::registration::{register_all, unregister_all};
 use super::state::BrokerState;
+use super::subscription_groups::SubscriptionGroups;
+use super::pop::PopLedger;
+use super::revive::revive_loop;
 use super::topic_table::TopicTable;
 
 /// How often silent clients are looked for.
@@ -68,6 +71,8 @@ impl Broker {
         let root = config.store.store_path.clone();
         let topics = TopicTable::load(&root)?;
         let offsets = ConsumerOffsets::load(&root)?;
+        let groups = SubscriptionGroups::load(&root)?;
+        let pops = PopLedger::load(&root, &store, config.pop_max_inflight).await?;
         let long_poll = Arc::new(LongPoll::default());
         store.set_arrival_listener(long_poll.clone());
 
@@ -78,6 +83,9 @@ impl Broker {
             topics,
             offsets,
             consumers: ConsumerGroups::default(),
+            groups,
+            pops,
+            pop_held: AtomicUsize::new(0),
             long_poll,
             register_now: Notify::new(),
             shutting_down: AtomicBool::new(false),
@@ -100,6 +108,7 @@ impl Broker {
                 stopped.clone(),
             )),
             tokio::spawn(offset_persist_loop(state.clone(), stopped.clone())),
+            tokio::spawn(revive_loop(state.clone(), stopped.clone())),
             tokio::spawn(client_expiry_loop(state.clone(), stopped)),
         ];
         tracing::info!(
@@ -145,11 +154,13 @@ impl Broker {
         }
         self.server.shutdown().await;
         let offsets = state.offsets.persist();
+        let pops = state.pops.persist(&state.store);
         unregister_all(state, &self.namesrv).await;
         self.namesrv.close_all();
         let store = state.store.close();
         tracing::info!(broker = %state.config.broker_name, "broker stopped");
         offsets?;
+        pops?;
         store?;
         Ok(())
     }
@@ -180,6 +191,9 @@ async fn offset_persist_loop(state: Arc<BrokerState>, mut stopped: watch::Receiv
         }
         if let Err(e) = state.off_thread(|s| s.offsets.persist()).await {
             tracing::error!(error = %e, "consumer offsets not persisted");
+        }
+        if let Err(e) = state.off_thread(|s| s.pops.persist(&s.store)).await {
+            tracing::error!(error = %e, "pop state snapshot not written");
         }
     }
 }

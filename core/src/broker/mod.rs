@@ -15,9 +15,13 @@ mod error;
 mod json_file;
 mod lifecycle;
 mod long_poll;
+mod pop;
 mod processor;
 mod registration;
+mod retry;
+mod revive;
 mod state;
+mod subscription_groups;
 mod topic_table;
 
 pub use config::{BrokerConfig, MAX_PULL_SUSPEND, MAX_QUEUES_PER_TOPIC, valid_name};

@@ -9,12 +9,14 @@ use crate::protocol::Connection;
 use crate::protocol::RemotingCommand;
 use crate::protocol::codes::request;
 use crate::protocol::headers::ConsumerGroupRequestHeader;
-use crate::store::MessageStore;
+use crate::store::{Message, MessageStore, SCHEDULE_TOPIC, property};
 
 use super::config::BrokerConfig;
 use super::consumer_groups::{ConsumerGroups, MembershipChange};
 use super::consumer_offsets::ConsumerOffsets;
 use super::long_poll::LongPoll;
+use super::pop::PopLedger;
+use super::subscription_groups::SubscriptionGroups;
 use super::topic_table::TopicTable;
 
 pub(crate) struct BrokerState {
@@ -25,6 +27,10 @@ pub(crate) struct BrokerState {
     pub topics: TopicTable,
     pub offsets: ConsumerOffsets,
     pub consumers: ConsumerGroups,
+    pub groups: SubscriptionGroups,
+    pub pops: PopLedger,
+    /// Pops currently held waiting for messages (bounded by `pop_max_held`).
+    pub pop_held: AtomicUsize,
     pub long_poll: Arc<LongPoll>,
     /// Wakes the registration task when the topic table changed.
     pub register_now: Notify,
@@ -46,6 +52,28 @@ impl BrokerState {
             // A panic in our own code is a bug; let it surface where it happened.
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
+    }
+
+    /// A message with a `DELAY` level, rewritten to wait in `SCHEDULE_TOPIC_XXXX` (queue
+    /// level − 1, the real topic and queue in `REAL_TOPIC` / `REAL_QID`).
+    pub fn schedule(&self, mut msg: Message) -> Message {
+        let levels = self.store.config().delay_levels().map_or(18, |l| l.len()) as i32;
+        let Some(level) = msg
+            .properties
+            .get(property::DELAY)
+            .and_then(|l| l.parse::<i32>().ok())
+            .filter(|&l| l > 0)
+        else {
+            return msg;
+        };
+        let level = level.min(levels);
+        msg.properties.insert(property::DELAY, level.to_string());
+        msg.properties.insert(property::REAL_TOPIC, msg.topic.clone());
+        msg.properties
+            .insert(property::REAL_QID, msg.queue_id.to_string());
+        msg.topic = SCHEDULE_TOPIC.to_string();
+        msg.queue_id = level - 1;
+        msg
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -64,6 +64,10 @@ pub enum ClientError {
     /// The producer or consumer was shut down.
     #[error("client is shut down")]
     Shutdown,
+    /// An ack or visibility change named a delivery that is no longer current: the message was
+    /// acked, delivered again, or its receipt was renewed.
+    #[error("stale receipt: {0}")]
+    StaleReceipt(String),
 }
 
 impl ClientError {

@@ -11,6 +11,7 @@
 //! - [`PullConsumer`]: pull by offset (long polling), consumer offsets, queue offsets.
 //! - [`ConsumerGroup`]: clustering or broadcasting consumption with rebalance, heartbeats,
 //!   acknowledgements and offset commits, delivering through a [`MessageStream`].
+//! - [`PopConsumer`]: pop consumption (the broker assigns messages; ack, nack, visibility).
 //! - [`message_id`] / [`client_id`]: `UNIQ_KEY` generation and client identity.
 //! - [`rebalance`]: RocketMQ's average allocation; [`process_queue`]: the safe commit offset.
 //!
@@ -25,6 +26,7 @@ pub mod error;
 pub mod membership;
 pub mod message;
 pub mod message_id;
+pub mod pop;
 pub mod process_queue;
 pub mod producer;
 pub mod pull;
@@ -41,6 +43,7 @@ pub use consumer_config::{AckMode, ConsumeFrom, ConsumerConfig, MessageModel};
 pub use error::ClientError;
 pub use message::{Message, ReceivedMessage};
 pub use message_id::new_unique_id;
+pub use pop::{PopConsumer, PoppedMessage, Receipt, ReceiveOptions};
 pub use process_queue::ProcessQueue;
 pub use producer::{BatchSendResult, Producer, SendResult, SendStatus};
 pub use pull::{PullConsumer, PullResult, PullStatus};

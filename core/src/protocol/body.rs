@@ -220,3 +220,62 @@ pub fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Str
 pub fn encode_json<T: Serialize>(value: &T) -> bytes::Bytes {
     bytes::Bytes::from(serde_json::to_vec(value).expect("protocol bodies always serialize"))
 }
+
+/// A consumer group's settings (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP, `subscriptionGroup.json`).
+/// RocketMQ's fields; the ones Tern acts on are documented.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupConfig {
+    pub group_name: String,
+    /// A disabled group's pops and pulls are refused.
+    pub consume_enable: bool,
+    pub consume_from_min_enable: bool,
+    pub consume_broadcast_enable: bool,
+    /// FIFO: pops deliver one in-flight batch per queue, in queue order.
+    pub consume_message_orderly: bool,
+    pub retry_queue_nums: i32,
+    /// Deliveries after the first before a message goes to `%DLQ%<group>`.
+    pub retry_max_times: i32,
+    pub broker_id: i64,
+    pub which_broker_when_consume_slowly: i64,
+    pub notify_consumer_ids_changed_enable: bool,
+    pub group_sys_flag: i32,
+    pub consume_timeout_minute: i32,
+}
+
+impl SubscriptionGroupConfig {
+    /// RocketMQ's defaults for a group named `group`.
+    pub fn new(group: impl Into<String>) -> SubscriptionGroupConfig {
+        SubscriptionGroupConfig {
+            group_name: group.into(),
+            ..SubscriptionGroupConfig::default()
+        }
+    }
+}
+
+impl Default for SubscriptionGroupConfig {
+    fn default() -> Self {
+        SubscriptionGroupConfig {
+            group_name: String::new(),
+            consume_enable: true,
+            consume_from_min_enable: true,
+            consume_broadcast_enable: true,
+            consume_message_orderly: false,
+            retry_queue_nums: 1,
+            retry_max_times: 16,
+            broker_id: 0,
+            which_broker_when_consume_slowly: 1,
+            notify_consumer_ids_changed_enable: true,
+            group_sys_flag: 0,
+            consume_timeout_minute: 15,
+        }
+    }
+}
+
+/// The answer to GET_ALL_SUBSCRIPTIONGROUP_CONFIG.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SubscriptionGroupWrapper {
+    pub subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
+    pub data_version: DataVersion,
+}

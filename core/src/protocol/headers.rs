@@ -260,6 +260,101 @@ command_header! {
     }
 }
 
+command_header! {
+    /// CONSUMER_SEND_MSG_BACK (36): a classic consumer hands a message it failed to consume back
+    /// to the broker, which stores a copy in `%RETRY%<group>` (or `%DLQ%<group>`).
+    pub struct ConsumerSendMsgBackRequestHeader {
+        /// CommitLog offset of the message (from its offset message id).
+        pub offset: i64 = "offset",
+        pub group: String = "group",
+        /// 0: the broker picks `3 + reconsumeTimes`; < 0: straight to the dead-letter queue.
+        pub delay_level: i32 = "delayLevel",
+        pub origin_msg_id: Option<String> = "originMsgId",
+        pub origin_topic: Option<String> = "originTopic",
+        pub unit_mode: Option<bool> = "unitMode",
+        pub max_reconsume_times: Option<i32> = "maxReconsumeTimes",
+    }
+}
+
+command_header! {
+    /// POP_MESSAGE (200050).
+    pub struct PopMessageRequestHeader {
+        pub consumer_group: String = "consumerGroup",
+        pub topic: String = "topic",
+        /// A queue, or -1 for "any queue of this topic on this broker".
+        pub queue_id: i32 = "queueId",
+        pub max_msg_nums: i32 = "maxMsgNums",
+        /// How long popped messages stay invisible to other pops, in ms.
+        pub invisible_time: i64 = "invisibleTime",
+        /// How long the pop may wait for a message, in ms (0: answer at once).
+        pub poll_time: i64 = "pollTime",
+        pub born_time: i64 = "bornTime",
+        /// Where a group without an offset starts: 0 the first message, 1 the end of the queue.
+        pub init_mode: i32 = "initMode",
+        /// "TAG" (the only filter type served) and the tag expression.
+        pub exp_type: Option<String> = "expType",
+        pub exp: Option<String> = "exp",
+        /// FIFO: one in-flight batch per queue.
+        pub order: Option<bool> = "order",
+        pub attempt_id: Option<String> = "attemptId",
+    }
+}
+
+command_header! {
+    pub struct PopMessageResponseHeader {
+        pub pop_time: i64 = "popTime",
+        pub invisible_time: i64 = "invisibleTime",
+        pub revive_qid: i32 = "reviveQid",
+        /// Messages left in the queues that were looked at.
+        pub rest_num: i64 = "restNum",
+        pub start_offset_info: Option<String> = "startOffsetInfo",
+        pub msg_offset_info: Option<String> = "msgOffsetInfo",
+        pub order_count_info: Option<String> = "orderCountInfo",
+    }
+}
+
+command_header! {
+    /// ACK_MESSAGE (200051).
+    pub struct AckMessageRequestHeader {
+        pub consumer_group: String = "consumerGroup",
+        pub topic: String = "topic",
+        pub queue_id: i32 = "queueId",
+        /// The receipt handle (the popped message's `POP_CK` property).
+        pub extra_info: String = "extraInfo",
+        pub offset: i64 = "offset",
+    }
+}
+
+command_header! {
+    /// CHANGE_MESSAGE_INVISIBLETIME (200053).
+    pub struct ChangeInvisibleTimeRequestHeader {
+        pub consumer_group: String = "consumerGroup",
+        pub topic: String = "topic",
+        pub queue_id: i32 = "queueId",
+        pub extra_info: String = "extraInfo",
+        pub offset: i64 = "offset",
+        /// From now, in ms.
+        pub invisible_time: i64 = "invisibleTime",
+    }
+}
+
+command_header! {
+    pub struct ChangeInvisibleTimeResponseHeader {
+        pub pop_time: i64 = "popTime",
+        pub invisible_time: i64 = "invisibleTime",
+        pub revive_qid: i32 = "reviveQid",
+        /// Tern: the new receipt handle (RocketMQ clients rebuild it from the fields above).
+        pub extra_info: Option<String> = "extraInfo",
+    }
+}
+
+command_header! {
+    /// DELETE_SUBSCRIPTIONGROUP (207).
+    pub struct DeleteSubscriptionGroupRequestHeader {
+        pub group_name: String = "groupName",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,31 @@ impl PutResult {
     }
 }
 
+/// A message appended by [`MessageStore::append_message`] whose durability is still to be awaited.
+#[must_use = "an append is acknowledged only once `durable` says so"]
+pub struct Appended<'a> {
+    store: &'a MessageStore,
+    record: AppendedRecord,
+    wait: bool,
+}
+
+impl Appended<'_> {
+    pub fn record(&self) -> &AppendedRecord {
+        &self.record
+    }
+
+    /// Waits until the record is as durable as the flush mode promises.
+    pub async fn durable(self) -> Result<PutResult, StoreError> {
+        let end = self.record.physical_offset + u64::from(self.record.size);
+        let status = self.store.inner.await_durable(end, self.wait).await?;
+        Ok(PutResult {
+            status,
+            record: self.record,
+            store_host: self.store.inner.log.store_host(),
+        })
+    }
+}
+
 /// Positions and counters, for monitoring.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoreStats {
@@ -271,17 +296,21 @@ impl MessageStore {
     /// Appends one message and, under SYNC_FLUSH, waits for its fsync (unless its `WAIT` property
     /// is `false`). Must be called inside a tokio runtime.
     pub async fn put_message(&self, msg: Message) -> Result<PutResult, StoreError> {
+        self.append_message(&msg)?.durable().await
+    }
+
+    /// Appends one message now, without waiting: the record's place in the log (and so its order
+    /// relative to other appends) is fixed when this returns, which lets a caller append while it
+    /// holds a lock and wait for durability after releasing it. The message is not acknowledged
+    /// until [`Appended::durable`] says so.
+    pub fn append_message(&self, msg: &Message) -> Result<Appended<'_>, StoreError> {
         let wait = msg.properties.get(property::WAIT) != Some("false");
-        let mut encoded = [self.inner.log.encode(&msg)?];
+        let mut encoded = [self.inner.log.encode(msg)?];
         let record = self.inner.append(&mut encoded)?[0];
-        let status = self
-            .inner
-            .await_durable(record.physical_offset + u64::from(record.size), wait)
-            .await?;
-        Ok(PutResult {
-            status,
+        Ok(Appended {
+            store: self,
             record,
-            store_host: self.inner.log.store_host(),
+            wait,
         })
     }
 

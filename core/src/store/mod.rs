@@ -43,12 +43,12 @@ pub use message::{
     TIMER_TOPIC, find_property, now_millis, offset_message_id, parse_offset_message_id, property,
     sys_flag,
 };
-pub use message_store::{BatchPutResult, MessageStore, PutResult, PutStatus, StoreStats};
+pub use message_store::{Appended, BatchPutResult, MessageStore, PutResult, PutStatus, StoreStats};
 pub use read::{GetResult, GetStatus, MAX_GET_COUNT, MAX_QUERY_RESULTS, SelectedMessage};
 pub use record::pos as record_pos;
 pub use record::{
     BLANK_MAGIC, Entry, FIXED_OVERHEAD_V1_IPV4, MAGIC_V1, MAGIC_V2, MAX_SYSTEM_TOPIC_LEN,
-    MAX_TOPIC_LEN, RecordError, RecordView, StoredMessage, body_crc, decode as decode_record,
+    MAX_TOPIC_LEN, RecordError, RecordView, StoredMessage, body_crc, decode as decode_record, for_delivery,
     max_record_size,
 };
 pub use recovery::RecoveryReport;

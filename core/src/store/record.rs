@@ -274,6 +274,8 @@ pub enum RecordError {
     NotUtf8,
     #[error("END marker size {size} does not reach the end of the segment ({remaining} left)")]
     BadBlank { size: u32, remaining: usize },
+    #[error("properties would grow to {0} bytes, over the {MAX_PROPERTIES_SIZE}-byte limit")]
+    PropertiesTooLarge(usize),
 }
 
 /// What sits at a position of a segment.
@@ -489,6 +491,45 @@ impl StoredMessage {
     pub fn unique_key(&self) -> Option<&str> {
         self.properties.get(super::message::property::UNIQ_KEY)
     }
+}
+
+/// A stored record as a consumer sees it on one particular delivery: RECONSUMETIMES replaced and
+/// `extra` properties set. Pop consumption needs this: its receipt handle travels as a property
+/// (`POP_CK`) and its delivery count belongs to the delivery, not to the stored record. Only the
+/// trailing properties and two fixed fields change, so the copy is a splice, not a re-encode.
+pub fn for_delivery(
+    record: &[u8],
+    reconsume_times: i32,
+    extra: &[(&str, &str)],
+) -> Result<Vec<u8>, RecordError> {
+    let view = match decode(record, false)? {
+        Entry::Record(view) => view,
+        Entry::Blank | Entry::Unwritten => return Err(RecordError::Truncated),
+    };
+    let mut properties = Properties::decode(view.properties);
+    for (key, value) in extra {
+        properties.insert(*key, *value);
+    }
+    let encoded = properties
+        .encode()
+        .map_err(|_| RecordError::PropertiesTooLarge(usize::MAX))?;
+    if encoded.len() > MAX_PROPERTIES_SIZE {
+        return Err(RecordError::PropertiesTooLarge(encoded.len()));
+    }
+    let total = view.total_size as usize;
+    // PROPERTIESLENGTH (2 bytes) and PROPERTIES end the record.
+    let head = total - view.properties.len() - 2;
+    let mut out = Vec::with_capacity(head + 2 + encoded.len());
+    out.extend_from_slice(&record[..head]);
+    out.extend_from_slice(&(encoded.len() as u16).to_be_bytes());
+    out.extend_from_slice(encoded.as_bytes());
+    let new_total = out.len() as u32;
+    out[pos::TOTAL_SIZE..pos::TOTAL_SIZE + 4].copy_from_slice(&new_total.to_be_bytes());
+    let reconsume_at = store_timestamp_pos(view.sys_flag)
+        + 8
+        + host_len(view.sys_flag & sys_flag::STORE_HOST_V6 != 0);
+    out[reconsume_at..reconsume_at + 4].copy_from_slice(&reconsume_times.to_be_bytes());
+    Ok(out)
 }
 
 impl RecordView<'_> {

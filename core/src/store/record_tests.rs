@@ -346,3 +346,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn for_delivery_splices_reconsume_times_and_properties() {
+    let bytes = hand_encoded_v1();
+    let out = for_delivery(&bytes, 5, &[("POP_CK", "0 1 2 3 0 b 3 42")]).unwrap();
+    let Entry::Record(r) = decode(&out, true).unwrap() else {
+        panic!("not a record")
+    };
+    assert_eq!(r.total_size as usize, out.len());
+    assert_eq!(r.reconsume_times, 5);
+    assert_eq!(r.queue_offset, 42);
+    assert_eq!(r.body, b"hello");
+    assert_eq!(r.topic, "TopicTest");
+    assert_eq!(r.properties, "TAGS\u{1}TagA\u{2}POP_CK\u{1}0 1 2 3 0 b 3 42\u{2}");
+    // The original is untouched and anything not a record is refused, not panicked on.
+    assert!(decode(&bytes, true).is_ok());
+    assert!(for_delivery(&bytes[..bytes.len() - 1], 0, &[]).is_err());
+    assert!(for_delivery(&[0u8; 8], 0, &[]).is_err());
+}

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::time::{Duration, Instant};
 
 use tern_core::store::{Message, MessageStore, StoreConfig};

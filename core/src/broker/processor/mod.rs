@@ -2,10 +2,13 @@
 
 mod admin;
 mod clients;
+mod groups;
 mod offsets;
+mod pop;
 mod pull;
 mod query;
 mod send;
+mod send_back;
 
 use std::sync::Arc;
 
@@ -38,7 +41,7 @@ impl RequestHandler for Processor {
             request::SEND_BATCH_MESSAGE => send::send_batch(state, &conn, &req).await,
             request::PULL_MESSAGE => pull::pull(state, &conn, &req).await?,
             request::QUERY_CONSUMER_OFFSET => offsets::query_consumer_offset(state, &req),
-            request::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(state, &req),
+            request::UPDATE_CONSUMER_OFFSET => offsets::update_consumer_offset(state, &req).await,
             request::GET_MAX_OFFSET => offsets::max_offset(state, &req),
             request::GET_MIN_OFFSET => offsets::min_offset(state, &req),
             request::SEARCH_OFFSET_BY_TIMESTAMP => offsets::search_by_timestamp(state, &req),
@@ -50,6 +53,13 @@ impl RequestHandler for Processor {
             request::HEART_BEAT => clients::heartbeat(state, &conn, &req).await,
             request::UNREGISTER_CLIENT => clients::unregister(state, &req),
             request::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(state, &req),
+            request::CONSUMER_SEND_MSG_BACK => send_back::send_back(state, &req).await,
+            request::POP_MESSAGE => pop::pop(state, &conn, &req).await?,
+            request::ACK_MESSAGE => pop::ack(state, &req).await,
+            request::CHANGE_MESSAGE_INVISIBLETIME => pop::change_invisible(state, &req).await,
+            request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => groups::upsert_group(state, &req).await,
+            request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => groups::all_groups(state),
+            request::DELETE_SUBSCRIPTIONGROUP => groups::delete_group(state, &req).await,
             code => RemotingCommand::error(
                 response::REQUEST_CODE_NOT_SUPPORTED,
                 format!("request code {code} is not supported by this broker"),

@@ -41,7 +41,9 @@ pub(super) fn query_consumer_offset(state: &BrokerState, req: &RemotingCommand) 
     )
 }
 
-pub(super) fn update_consumer_offset(
+/// Also moves the group's pop position in the queue, if it pops from it: an offset reset applies
+/// to both ways of consuming.
+pub(super) async fn update_consumer_offset(
     state: &BrokerState,
     req: &RemotingCommand,
 ) -> RemotingCommand {
@@ -72,7 +74,21 @@ pub(super) fn update_consumer_offset(
     ) {
         return RemotingCommand::error(response::SYSTEM_BUSY, "consumer offset table is full");
     }
-    RemotingCommand::success()
+    let reset = state.pops.reset(
+        &state.store,
+        &header.consumer_group,
+        &header.topic,
+        header.queue_id,
+        header.commit_offset as u64,
+    );
+    match reset {
+        Ok(Some(journaled)) => match journaled.durable().await {
+            Ok(_) => RemotingCommand::success(),
+            Err(e) => super::send::store_error(e),
+        },
+        Ok(None) => RemotingCommand::success(),
+        Err(e) => super::send::store_error(e),
+    }
 }
 
 pub(super) fn max_offset(state: &BrokerState, req: &RemotingCommand) -> RemotingCommand {
