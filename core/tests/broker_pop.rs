@@ -240,7 +240,11 @@ async fn expiry_redelivers_and_a_held_pop_wakes() {
     // Held until the invisibility ends (about 300 ms), not until the 5 s poll time.
     let started = Instant::now();
     let (_, again) = c.pop(1, 10_000, 5_000).await;
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!((again.len(), again[0].reconsume), (1, 1));
     // A held pop is also woken by a new arrival.
     let waiter = tokio::spawn({
@@ -369,17 +373,17 @@ async fn exhausted_messages_go_to_the_dead_letter_queue() {
     let resp = call(
         &c.remoting,
         &c.addr,
-        RemotingCommand::request_with(
-            request::PULL_MESSAGE,
-            &pull_header(dlq, 0, 0, 0, Some("*")),
-        ),
+        RemotingCommand::request_with(request::PULL_MESSAGE, &pull_header(dlq, 0, 0, 0, Some("*"))),
     )
     .await;
     let Entry::Record(view) = decode_record(&resp.body, true).unwrap() else {
         panic!("no record")
     };
     assert_eq!(view.body, b"doomed");
-    assert_eq!(find_property(view.properties, property::RETRY_TOPIC), Some("D"));
+    assert_eq!(
+        find_property(view.properties, property::RETRY_TOPIC),
+        Some("D")
+    );
     assert_eq!(view.reconsume_times, 2);
     broker.shutdown().await.unwrap();
 }

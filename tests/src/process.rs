@@ -164,13 +164,21 @@ pub struct BrokerSpec<'a> {
 /// Starts a broker from a config file written next to its store (test-sized segments and index,
 /// see `StoreConfig::for_tests`), so restarts reuse the same settings.
 pub fn start_broker(spec: &BrokerSpec<'_>) -> ServerProcess {
+    start_broker_with(spec, |_| {})
+}
+
+/// [`start_broker`] with further settings: `tune` edits the config before it is written.
+pub fn start_broker_with(
+    spec: &BrokerSpec<'_>,
+    tune: impl FnOnce(&mut BrokerConfig),
+) -> ServerProcess {
     let mut store = StoreConfig::for_tests(spec.store);
     store.flush_disk_type = if spec.sync_flush {
         FlushDiskType::SyncFlush
     } else {
         FlushDiskType::AsyncFlush
     };
-    let config = BrokerConfig {
+    let mut config = BrokerConfig {
         broker_name: spec.name.into(),
         cluster_name: spec.cluster.into(),
         listen: spec.listen.unwrap_or("127.0.0.1:0").into(),
@@ -179,6 +187,7 @@ pub fn start_broker(spec: &BrokerSpec<'_>) -> ServerProcess {
         store,
         ..BrokerConfig::default()
     };
+    tune(&mut config);
     let file = spec.store.with_extension("toml");
     std::fs::write(&file, toml::to_string(&config).expect("config serializes"))
         .unwrap_or_else(|e| panic!("write {}: {e}", file.display()));

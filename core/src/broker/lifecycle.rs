@@ -18,12 +18,12 @@ use super::consumer_groups::ConsumerGroups;
 use super::consumer_offsets::ConsumerOffsets;
 use super::error::BrokerError;
 use super::long_poll::LongPoll;
+use super::pop::PopLedger;
 use super::processor::Processor;
 use super::registration::{register_all, unregister_all};
+use super::revive::revive_loop;
 use super::state::BrokerState;
 use super::subscription_groups::SubscriptionGroups;
-use super::pop::PopLedger;
-use super::revive::revive_loop;
 use super::topic_table::TopicTable;
 
 /// How often silent clients are looked for.

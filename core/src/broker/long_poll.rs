@@ -58,7 +58,10 @@ impl LongPoll {
         let (queue, any) = {
             let topics = self.topics.lock().expect("long poll lock");
             match topics.get(topic) {
-                Some(signals) => (signals.queues.get(&queue_id).cloned(), Some(signals.any.clone())),
+                Some(signals) => (
+                    signals.queues.get(&queue_id).cloned(),
+                    Some(signals.any.clone()),
+                ),
                 None => (None, None),
             }
         };

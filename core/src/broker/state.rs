@@ -68,7 +68,8 @@ impl BrokerState {
         };
         let level = level.min(levels);
         msg.properties.insert(property::DELAY, level.to_string());
-        msg.properties.insert(property::REAL_TOPIC, msg.topic.clone());
+        msg.properties
+            .insert(property::REAL_TOPIC, msg.topic.clone());
         msg.properties
             .insert(property::REAL_QID, msg.queue_id.to_string());
         msg.topic = SCHEDULE_TOPIC.to_string();

@@ -78,7 +78,9 @@ impl SubscriptionGroups {
         {
             return Err(GroupConfigError::TooManyGroups);
         }
-        let previous = table.groups.insert(config.group_name.clone(), config.clone());
+        let previous = table
+            .groups
+            .insert(config.group_name.clone(), config.clone());
         if let Err(e) = self.persist_locked(&mut table) {
             match previous {
                 Some(old) => table.groups.insert(old.group_name.clone(), old),

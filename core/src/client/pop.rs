@@ -184,13 +184,13 @@ impl PopConsumer {
         let req = RemotingCommand::request_with(request::POP_MESSAGE, &header);
         let (addr, resp) = self.call(topic, broker_name, req, timeout).await?;
         match resp.code {
-            response::SUCCESS => decode_popped(broker_name, &resp.body).map_err(|reason| {
-                ClientError::Decode {
+            response::SUCCESS => {
+                decode_popped(broker_name, &resp.body).map_err(|reason| ClientError::Decode {
                     what: "pop response body",
                     addr,
                     reason,
-                }
-            }),
+                })
+            }
             response::PULL_NOT_FOUND | response::POLLING_TIMEOUT => Ok(Vec::new()),
             code => Err(broker_error(&addr, code, &resp)),
         }

@@ -48,8 +48,8 @@ pub use read::{GetResult, GetStatus, MAX_GET_COUNT, MAX_QUERY_RESULTS, SelectedM
 pub use record::pos as record_pos;
 pub use record::{
     BLANK_MAGIC, Entry, FIXED_OVERHEAD_V1_IPV4, MAGIC_V1, MAGIC_V2, MAX_SYSTEM_TOPIC_LEN,
-    MAX_TOPIC_LEN, RecordError, RecordView, StoredMessage, body_crc, decode as decode_record, for_delivery,
-    max_record_size,
+    MAX_TOPIC_LEN, RecordError, RecordView, StoredMessage, body_crc, decode as decode_record,
+    for_delivery, max_record_size,
 };
 pub use recovery::RecoveryReport;
 pub use retention::RetentionReport;

@@ -359,7 +359,10 @@ fn for_delivery_splices_reconsume_times_and_properties() {
     assert_eq!(r.queue_offset, 42);
     assert_eq!(r.body, b"hello");
     assert_eq!(r.topic, "TopicTest");
-    assert_eq!(r.properties, "TAGS\u{1}TagA\u{2}POP_CK\u{1}0 1 2 3 0 b 3 42\u{2}");
+    assert_eq!(
+        r.properties,
+        "TAGS\u{1}TagA\u{2}POP_CK\u{1}0 1 2 3 0 b 3 42\u{2}"
+    );
     // The original is untouched and anything not a record is refused, not panicked on.
     assert!(decode(&bytes, true).is_ok());
     assert!(for_delivery(&bytes[..bytes.len() - 1], 0, &[]).is_err());

@@ -141,4 +141,3 @@ pub fn bodies(resp: &RemotingCommand) -> Vec<String> {
     }
     out
 }
-

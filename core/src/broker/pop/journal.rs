@@ -108,9 +108,12 @@ pub fn read_from(store: &MessageStore, from: u64) -> Result<Vec<Event>, String> 
             ));
         }
         for selected in &got.messages {
-            let message = selected
-                .decode()
-                .ok_or_else(|| format!("journal record at {} does not decode", selected.queue_offset))?;
+            let message = selected.decode().ok_or_else(|| {
+                format!(
+                    "journal record at {} does not decode",
+                    selected.queue_offset
+                )
+            })?;
             let event = Event::decode(&message.body)
                 .map_err(|e| format!("journal record at {}: {e}", selected.queue_offset))?;
             events.push(event);

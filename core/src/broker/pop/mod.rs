@@ -231,10 +231,18 @@ impl PopLedger {
                 inflight_room,
                 now,
             );
-            outcome.rest += store.max_offset(req.topic, queue_id).saturating_sub(plan.next);
+            outcome.rest += store
+                .max_offset(req.topic, queue_id)
+                .saturating_sub(plan.next);
             if !plan.lost.is_empty() {
                 let lost = plan.lost.clone();
-                tracing::warn!(group = req.group, topic = req.topic, queue_id, ?lost, "in-flight messages no longer in the store; dropped");
+                tracing::warn!(
+                    group = req.group,
+                    topic = req.topic,
+                    queue_id,
+                    ?lost,
+                    "in-flight messages no longer in the store; dropped"
+                );
                 outcome.journaled = Some(self.record(
                     &mut table,
                     store,
@@ -401,10 +409,7 @@ impl PopLedger {
         let mut topics: Vec<String> = table
             .queues
             .iter()
-            .filter(|(_, q)| {
-                q.expired(now)
-                    .any(|(_, entry)| entry.deadline > since)
-            })
+            .filter(|(_, q)| q.expired(now).any(|(_, entry)| entry.deadline > since))
             .map(|(key, _)| key.topic.clone())
             .collect();
         topics.sort();

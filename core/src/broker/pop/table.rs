@@ -168,12 +168,19 @@ mod tests {
         table.apply(&Event::Pop {
             key: key(),
             next: 3,
-            entries: vec![(0, entry(10, 100)), (1, entry(10, 100)), (2, entry(10, 200))],
+            entries: vec![
+                (0, entry(10, 100)),
+                (1, entry(10, 100)),
+                (2, entry(10, 200)),
+            ],
         });
         assert_eq!(table.inflight, 3);
         let queue = &table.queues[&key()];
         assert_eq!(queue.next, 3);
-        assert_eq!(queue.expired(150).map(|(o, _)| o).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            queue.expired(150).map(|(o, _)| o).collect::<Vec<_>>(),
+            [0, 1]
+        );
         assert!(queue.any_invisible(150));
         assert!(!queue.any_invisible(200));
 
@@ -203,7 +210,10 @@ mod tests {
             offsets: vec![0, 2, 7],
         });
         assert_eq!(table.inflight, 0);
-        table.apply(&Event::Reset { key: key(), next: 1 });
+        table.apply(&Event::Reset {
+            key: key(),
+            next: 1,
+        });
         assert_eq!(table.queues[&key()].next, 1);
         assert_eq!(table.next_version(5), 13);
         assert_eq!(table.next_version(100), 100);

@@ -338,7 +338,9 @@ async fn durable(journaled: Appended<'_>) -> Result<(), RemotingCommand> {
 fn pop_error(e: PopError) -> RemotingCommand {
     match e {
         PopError::Stale => RemotingCommand::error(response::RECEIPT_HANDLE_STALE, e.to_string()),
-        PopError::TooManyInFlight(_) => RemotingCommand::error(response::SYSTEM_BUSY, e.to_string()),
+        PopError::TooManyInFlight(_) => {
+            RemotingCommand::error(response::SYSTEM_BUSY, e.to_string())
+        }
         PopError::Store(e) => store_error(e),
     }
 }
