@@ -31,7 +31,7 @@ use crate::protocol::body::{ConsumerData, HeartbeatData};
 use crate::protocol::codes::{request, response};
 use crate::protocol::headers::ConsumerGroupRequestHeader;
 use crate::protocol::{Connection, RemotingClient, RemotingCommand, RequestHandler};
-use crate::store::now_millis;
+use crate::store::{RETRY_TOPIC_PREFIX, now_millis};
 
 use super::client_id::new_client_id;
 use super::config::ClientConfig;
@@ -198,7 +198,15 @@ impl ConsumerGroup {
         consumer: ConsumerConfig,
     ) -> Result<(ConsumerGroup, MessageStream), ClientError> {
         config.validate()?;
-        let subscriptions = consumer.validate()?;
+        let mut subscriptions = consumer.validate()?;
+        // Clustering groups also read their retry topic, where CONSUMER_SEND_MSG_BACK puts
+        // messages given back with `nack`; the messages surface with their original topic.
+        if consumer.model == MessageModel::Clustering {
+            let retry = format!("{RETRY_TOPIC_PREFIX}{}", consumer.group);
+            if !subscriptions.iter().any(|(t, _)| *t == retry) {
+                subscriptions.push((retry, Subscription::parse("*")?));
+            }
+        }
         let handler = Arc::new(GroupHandler {
             group: consumer.group.clone(),
             rebalance: Notify::new(),
@@ -265,6 +273,19 @@ impl ConsumerGroup {
     /// or it was acknowledged before (harmless: at worst it is delivered again elsewhere).
     pub fn ack(&self, msg: &ReceivedMessage) -> bool {
         self.shared.ack(msg)
+    }
+
+    /// Gives a message back: the broker stores a copy in `%RETRY%<group>` that this group
+    /// receives again after a growing delay (delay level `3 + reconsumeTimes`: 10 s, 30 s, 1 min,
+    /// …), or in `%DLQ%<group>` once the group's `retryMaxTimes` is reached. The message itself
+    /// counts as done here (its offset may advance), so the copy is its only next delivery.
+    pub async fn nack(&self, msg: &ReceivedMessage) -> Result<(), ClientError> {
+        self.shared
+            .pull
+            .send_back(&self.shared.consumer.group, msg, 0)
+            .await?;
+        self.shared.ack(msg);
+        Ok(())
     }
 
     /// The queues this member reads now, sorted.

@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::store::{MAX_PROPERTIES_SIZE, Properties, RecordView, property, sys_flag};
+use crate::store::{
+    MAX_PROPERTIES_SIZE, Properties, RETRY_TOPIC_PREFIX, RecordView, property, sys_flag,
+};
 
 use super::error::ClientError;
 use super::message_id::new_unique_id;
@@ -190,8 +192,13 @@ impl ReceivedMessage {
         }
     }
 
+    /// The topic the message was sent to: for a retry copy (read from `%RETRY%<group>`), the
+    /// original topic from `RETRY_TOPIC`. `queue` still names where it was read from.
     pub fn topic(&self) -> &str {
-        &self.queue.topic
+        match self.properties.get(property::RETRY_TOPIC) {
+            Some(original) if self.queue.topic.starts_with(RETRY_TOPIC_PREFIX) => original,
+            _ => &self.queue.topic,
+        }
     }
 
     pub fn tag(&self) -> Option<&str> {

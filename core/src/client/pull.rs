@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::protocol::codes::{request, response};
 use crate::protocol::headers::{
-    OffsetResponseHeader, PullMessageRequestHeader, PullMessageResponseHeader,
-    QueryConsumerOffsetRequestHeader, QueueRequestHeader, SearchOffsetRequestHeader,
-    UpdateConsumerOffsetRequestHeader, pull_sys_flag,
+    ConsumerSendMsgBackRequestHeader, OffsetResponseHeader, PullMessageRequestHeader,
+    PullMessageResponseHeader, QueryConsumerOffsetRequestHeader, QueueRequestHeader,
+    SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader, pull_sys_flag,
 };
 use crate::protocol::{RejectRequests, RemotingClient, RemotingCommand, RequestHandler};
 use crate::store::{Entry, decode_record, find_property, now_millis, property};
@@ -196,6 +196,36 @@ impl<H: RequestHandler> PullConsumer<H> {
             max_offset: header.max_offset,
             messages,
         })
+    }
+
+    /// CONSUMER_SEND_MSG_BACK: hands `msg` back to its broker for redelivery to `group` through
+    /// `%RETRY%<group>` (`delay_level` 0: the broker's growing delay; < 0: the dead-letter queue).
+    pub async fn send_back(
+        &self,
+        group: &str,
+        msg: &ReceivedMessage,
+        delay_level: i32,
+    ) -> Result<(), ClientError> {
+        let header = ConsumerSendMsgBackRequestHeader {
+            offset: msg.commit_log_offset as i64,
+            group: group.to_string(),
+            delay_level,
+            origin_msg_id: Some(msg.msg_id.clone()),
+            origin_topic: Some(msg.topic().to_string()),
+            unit_mode: Some(false),
+            max_reconsume_times: None,
+        };
+        let (addr, resp) = self
+            .call(
+                &msg.queue,
+                RemotingCommand::request_with(request::CONSUMER_SEND_MSG_BACK, &header),
+                self.config.request_timeout,
+            )
+            .await?;
+        match resp.code {
+            response::SUCCESS => Ok(()),
+            code => Err(broker_error(&addr, code, &resp)),
+        }
     }
 
     /// The group's committed offset of `queue`; `None` when the group never committed one.
