@@ -43,6 +43,27 @@ async fn demo() -> Result<(), StoreError> {
 }
 }
 
+#[rustfmt::skip]
+mod pop_example {
+use std::time::Duration;
+use tern_core::client::{ClientConfig, PopConsumer, ReceiveOptions};
+
+async fn demo() -> Result<(), tern_core::client::ClientError> {
+    // Any number of consumers, in any processes, share the group; the broker assigns messages.
+    let consumer = PopConsumer::new(ClientConfig::new(["127.0.0.1:9876"]), "workers")?;
+    let options = ReceiveOptions { invisible: Duration::from_secs(30), ..ReceiveOptions::default() };
+    for popped in consumer.receive("orders", &options).await? {
+        if popped.message.body.starts_with(b"{") {
+            consumer.ack(&popped.receipt).await?; // done: never delivered again
+        } else {
+            // Again in 10 s as attempt 2, 3, ...; after the group's limit, %DLQ%workers.
+            consumer.nack(&popped.receipt, Duration::from_secs(10)).await?;
+        }
+    }
+    Ok(())
+}
+}
+
 /// The blocks above are the README's, character for character.
 #[test]
 fn examples_match_the_readme() {
@@ -62,5 +83,5 @@ fn examples_match_the_readme() {
         );
         blocks += 1;
     }
-    assert_eq!(blocks, 2, "every README Rust block is compiled here");
+    assert_eq!(blocks, 3, "every README Rust block is compiled here");
 }
