@@ -18,8 +18,14 @@ use super::state::BrokerState;
 /// How often expired pops are looked at: the redelivery latency a held pop may see.
 pub const REVIVE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Every this many rounds the reviver looks at every expired message, not only the newly expired
+/// ones: dead-lettering that failed, or a group whose limit was lowered, is caught up then.
+const FULL_SCAN_EVERY: u64 = 100;
+
 pub async fn revive_loop(state: Arc<BrokerState>, mut stopped: watch::Receiver<bool>) {
     let mut last = now_millis();
+    // The first round looks at everything (messages may have expired while the broker was down).
+    let mut round: u64 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(REVIVE_INTERVAL) => {}
@@ -29,10 +35,16 @@ pub async fn revive_loop(state: Arc<BrokerState>, mut stopped: watch::Receiver<b
         for topic in state.pops.newly_visible_topics(last, now) {
             state.long_poll.wake_topic(&topic);
         }
+        let since = if round.is_multiple_of(FULL_SCAN_EVERY) {
+            i64::MIN
+        } else {
+            last
+        };
+        round += 1;
         last = now;
         let exhausted = state
             .pops
-            .exhausted(now, |group| state.groups.get(group).retry_max_times);
+            .exhausted(since, now, |group| state.groups.get(group).retry_max_times);
         for message in exhausted {
             if let Err(e) = dead_letter(&state, &message).await {
                 tracing::error!(group = %message.group, topic = %message.topic, queue_id = message.queue_id, offset = message.queue_offset, error = %e, "dead-lettering failed; retried next round");

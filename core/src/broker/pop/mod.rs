@@ -190,14 +190,17 @@ impl PopLedger {
         now: i64,
     ) -> Result<PopOutcome<'s>, PopError> {
         let mut table = self.lock();
-        let version = table.next_version(now);
         let deadline = now.saturating_add(req.invisible_ms);
         let mut outcome = PopOutcome {
             deliveries: Vec::new(),
-            version,
+            version: now,
             rest: 0,
             journaled: None,
         };
+        // A version is drawn only when something is delivered, so that empty pops do not push
+        // versions ahead of the clock.
+        let mut version = None;
+        let mut hit_limit = false;
         let mut bytes = 0usize;
         let count = req.queue_ids.len().max(1);
         let start = self.rotation.fetch_add(1, Ordering::Relaxed) % count;
@@ -252,10 +255,16 @@ impl PopLedger {
                     },
                 )?);
             }
-            let queue = &table.queues[&key];
-            if plan.picked.is_empty() && plan.next == queue.next {
+            hit_limit |= plan.inflight_full;
+            if plan.picked.is_empty() && plan.next == table.queues[&key].next {
                 continue;
             }
+            let version = match version {
+                Some(v) => v,
+                None if plan.picked.is_empty() => now,
+                None => *version.insert(table.next_version(now)),
+            };
+            outcome.version = version;
             let mut entries = Vec::with_capacity(plan.picked.len());
             for picked in plan.picked {
                 let entry = InFlight {
@@ -281,9 +290,6 @@ impl PopLedger {
                 outcome.deliveries.push(Delivery { record });
                 entries.push((picked.offset, entry));
             }
-            if entries.is_empty() && plan.inflight_full {
-                return Err(PopError::TooManyInFlight(self.max_inflight));
-            }
             offsets.commit(req.group, req.topic, queue_id, plan.next as i64);
             outcome.journaled = Some(self.record(
                 &mut table,
@@ -294,6 +300,9 @@ impl PopLedger {
                     entries,
                 },
             )?);
+        }
+        if outcome.deliveries.is_empty() && hit_limit {
+            return Err(PopError::TooManyInFlight(self.max_inflight));
         }
         Ok(outcome)
     }
@@ -378,8 +387,14 @@ impl PopLedger {
             .map(Some)
     }
 
-    /// Expired messages that used up their redeliveries (`retry_max` gives a group's limit).
-    pub fn exhausted(&self, now: i64, retry_max: impl Fn(&str) -> i32) -> Vec<Exhausted> {
+    /// Messages whose deadline fell in `(since, now]` and that used up their redeliveries
+    /// (`retry_max` gives a group's limit). `since = i64::MIN` looks at every expired message.
+    pub fn exhausted(
+        &self,
+        since: i64,
+        now: i64,
+        retry_max: impl Fn(&str) -> i32,
+    ) -> Vec<Exhausted> {
         let table = self.lock();
         let mut out = Vec::new();
         for (key, queue) in &table.queues {
@@ -387,7 +402,7 @@ impl PopLedger {
                 continue;
             }
             let limit = retry_max(&key.group);
-            for (offset, entry) in queue.expired(now) {
+            for (offset, entry) in queue.expired_between(since, now) {
                 if entry.reconsume_times >= limit {
                     out.push(Exhausted {
                         group: key.group.clone(),

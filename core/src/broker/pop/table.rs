@@ -53,6 +53,25 @@ impl PopQueue {
             .map(|&(_, offset)| (offset, self.inflight[&offset]))
     }
 
+    /// Entries whose deadline fell in `(since, now]`, earliest first.
+    pub fn expired_between(
+        &self,
+        since: i64,
+        now: i64,
+    ) -> impl Iterator<Item = (u64, InFlight)> + '_ {
+        let from = (since.saturating_add(1), 0);
+        let to = (now, u64::MAX);
+        let range = if from <= to {
+            Some(self.by_deadline.range(from..=to))
+        } else {
+            None
+        };
+        range
+            .into_iter()
+            .flatten()
+            .map(|&(_, offset)| (offset, self.inflight[&offset]))
+    }
+
     /// Whether some entry is still invisible (its consumer may still ack it).
     pub fn any_invisible(&self, now: i64) -> bool {
         self.by_deadline
