@@ -1,5 +1,6 @@
 //! A running broker: binds its port, opens the store, serves requests and runs its timers
-//! (NameServer registration, offset persistence, client expiry) until shut down.
+//! (NameServer registration, offset persistence, client expiry) and the delay-level and timer
+//! services until shut down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +21,9 @@ use super::error::BrokerError;
 use super::long_poll::LongPoll;
 use super::processor::Processor;
 use super::registration::{register_all, unregister_all};
+use super::schedule::ScheduleService;
 use super::state::BrokerState;
+use super::timer::{TimerBacklog, TimerService};
 use super::topic_table::TopicTable;
 
 /// How often silent clients are looked for.
@@ -68,6 +71,9 @@ impl Broker {
         let root = config.store.store_path.clone();
         let topics = TopicTable::load(&root)?;
         let offsets = ConsumerOffsets::load(&root)?;
+        let delay_level_count = config.store.delay_levels()?.len();
+        let schedule = ScheduleService::load(&root, delay_level_count)?;
+        let timers = TimerService::load(&root)?;
         let long_poll = Arc::new(LongPoll::default());
         store.set_arrival_listener(long_poll.clone());
 
@@ -82,6 +88,8 @@ impl Broker {
             register_now: Notify::new(),
             shutting_down: AtomicBool::new(false),
             next_queue: AtomicUsize::new(0),
+            delay_level_count,
+            timer_backlog: TimerBacklog::default(),
         });
         let server = serve_listener(
             listener,
@@ -100,7 +108,11 @@ impl Broker {
                 stopped.clone(),
             )),
             tokio::spawn(offset_persist_loop(state.clone(), stopped.clone())),
-            tokio::spawn(client_expiry_loop(state.clone(), stopped)),
+            tokio::spawn(client_expiry_loop(state.clone(), stopped.clone())),
+            // Both services stop before the store closes (shutdown awaits these tasks) and write
+            // their cursors / checkpoint on the way out.
+            tokio::spawn(schedule.run(state.clone(), stopped.clone())),
+            tokio::spawn(timers.run(state.clone(), stopped)),
         ];
         tracing::info!(
             broker = %state.config.broker_name,

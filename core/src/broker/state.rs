@@ -15,6 +15,7 @@ use super::config::BrokerConfig;
 use super::consumer_groups::{ConsumerGroups, MembershipChange};
 use super::consumer_offsets::ConsumerOffsets;
 use super::long_poll::LongPoll;
+use super::timer::TimerBacklog;
 use super::topic_table::TopicTable;
 
 pub(crate) struct BrokerState {
@@ -31,6 +32,10 @@ pub(crate) struct BrokerState {
     pub shutting_down: AtomicBool,
     /// Round-robin cursor for sends that leave the queue to the broker (queueId < 0).
     pub next_queue: AtomicUsize,
+    /// How many delay levels the store is configured with (`DELAY` above it is clamped).
+    pub delay_level_count: usize,
+    /// Pending timer messages, for the send path's `timer_max_pending` check.
+    pub timer_backlog: TimerBacklog,
 }
 
 impl BrokerState {
