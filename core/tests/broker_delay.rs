@@ -387,3 +387,21 @@ async fn timer_backlog_limit_refuses_new_timers() {
     );
     broker.shutdown().await.unwrap();
 }
+
+#[test]
+fn timer_settings_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = BrokerConfig {
+        timer_max_delay_ms: 24 * 3600 * 1000,
+        ..config(dir.path())
+    };
+    let e = short.validate().unwrap_err().to_string();
+    assert!(e.contains("timer_max_delay_ms"), "{e}");
+    let none = BrokerConfig {
+        timer_max_pending: 0,
+        ..config(dir.path())
+    };
+    let e = none.validate().unwrap_err().to_string();
+    assert!(e.contains("timer_max_pending"), "{e}");
+    assert!(config(dir.path()).validate().is_ok());
+}

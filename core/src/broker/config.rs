@@ -26,7 +26,7 @@ pub const MAX_QUEUES_PER_TOPIC: i32 = 1024;
 pub const MIN_TIMER_MAX_DELAY_MS: u64 = 3 * 24 * 3600 * 1000;
 /// `timer_max_delay_ms` at most (a year; due times must stay far from overflowing).
 pub const MAX_TIMER_MAX_DELAY_MS: u64 = 365 * 24 * 3600 * 1000;
-/// `timer_max_pending` at most (~45 bytes of memory each).
+/// `timer_max_pending` at most (~50 bytes of memory each).
 pub const MAX_TIMER_PENDING: u64 = 100_000_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,7 +69,7 @@ pub struct BrokerConfig {
     /// (`file_reserved_time_secs`), or a timer's record may expire before it is due.
     pub timer_max_delay_ms: u64,
     /// Most timer messages waiting at once; further timer sends are refused (SYSTEM_BUSY) until
-    /// some are delivered. Each waiting timer costs the broker ~45 bytes of memory.
+    /// some are delivered. Each waiting timer costs the broker ~50 bytes of memory.
     pub timer_max_pending: u64,
     pub store: StoreConfig,
 }
