@@ -405,3 +405,81 @@ fn timer_settings_are_validated() {
     assert!(e.contains("timer_max_pending"), "{e}");
     assert!(config(dir.path()).validate().is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_levels_clamp_and_a_deleted_real_topic_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(config(dir.path())).await.unwrap();
+    let addr = broker.addr().to_string();
+    let client = RemotingClient::new();
+    create_topic(&client, &addr, "gone", 1).await;
+    create_topic(&client, &addr, "kept", 1).await;
+
+    // Level 99 is clamped to the last level (18, 2 h): held in SCHEDULE_TOPIC_XXXX queue 17 with
+    // the real destination in its properties.
+    let resp = send(
+        &client,
+        &addr,
+        "kept",
+        0,
+        "TAGS\u{1}t\u{2}DELAY\u{1}99\u{2}",
+        "clamped",
+    )
+    .await;
+    assert!(resp.is_success(), "{resp:?}");
+    // Clients cannot pull the broker's own topic: read it from the store.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let held = loop {
+        let got = broker
+            .store()
+            .get_messages("SCHEDULE_TOPIC_XXXX", 17, 0, 32, 1 << 20, None);
+        if let Some(m) = got.messages.first() {
+            let due = m.tags_code;
+            let held = m.decode().unwrap();
+            // The due time in the tags code is store time + 2 h.
+            assert_eq!(due, held.store_timestamp + 2 * 3600 * 1000);
+            break held;
+        }
+        assert!(Instant::now() < deadline, "not in SCHEDULE_TOPIC_XXXX/17");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(held.properties.get("REAL_TOPIC"), Some("kept"));
+    assert_eq!(held.properties.get("REAL_QID"), Some("0"));
+    assert_eq!(held.properties.get("DELAY"), Some("18"));
+
+    // A level-1 message whose topic is deleted while it waits is skipped, and does not hold up
+    // the one behind it.
+    let resp = send(
+        &client,
+        &addr,
+        "gone",
+        0,
+        "TAGS\u{1}t\u{2}DELAY\u{1}1\u{2}",
+        "lost",
+    )
+    .await;
+    assert!(resp.is_success(), "{resp:?}");
+    let resp = send(
+        &client,
+        &addr,
+        "kept",
+        0,
+        "TAGS\u{1}t\u{2}DELAY\u{1}1\u{2}",
+        "next",
+    )
+    .await;
+    assert!(resp.is_success(), "{resp:?}");
+    let delete = RemotingCommand::request_with(
+        request::DELETE_TOPIC_IN_BROKER,
+        &TopicRequestHeader {
+            topic: "gone".into(),
+        },
+    );
+    assert!(call(&client, &addr, delete).await.is_success());
+    let (m, _) = wait_for_message(&client, &addr, "kept", 0, Duration::from_secs(5)).await;
+    assert_real_form(&m, "kept", 0, "next");
+    assert!(pull_all(&client, &addr, "gone", 0).await.is_empty());
+    broker.shutdown().await.unwrap();
+    let text = std::fs::read_to_string(dir.path().join("config/delayOffset.json")).unwrap();
+    assert!(text.contains("\"1\": 2"), "{text}");
+}
