@@ -23,7 +23,7 @@ use super::processor::Processor;
 use super::registration::{register_all, unregister_all};
 use super::schedule::ScheduleService;
 use super::state::BrokerState;
-use super::timer::{TimerBacklog, TimerService};
+use super::timer::TimerService;
 use super::topic_table::TopicTable;
 
 /// How often silent clients are looked for.
@@ -89,7 +89,7 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             next_queue: AtomicUsize::new(0),
             delay_level_count,
-            timer_backlog: TimerBacklog::default(),
+            timer_backlog: timers.initial_backlog(),
         });
         let server = serve_listener(
             listener,

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -32,6 +33,7 @@ pub(crate) const MAX_NAP: Duration = Duration::from_millis(100);
 /// Queue entries read per call.
 const ENTRIES_PER_READ: usize = 64;
 /// Deliveries per level per round before the service yields the (single) request thread.
+/// A chunk of [`ENTRIES_PER_READ`] is delivered at once.
 const DELIVERIES_PER_ROUND: usize = 256;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -99,6 +101,23 @@ pub(crate) async fn deliver(state: &BrokerState, physical_offset: u64, what: &st
     }
 }
 
+/// Delivers several records at once: their puts are appended in this order and their
+/// durability (the group commit under SYNC_FLUSH) is awaited together, so a burst of due messages
+/// is not delivered at one fsync per message. `None` (a padding entry) counts as delivered.
+pub(crate) async fn deliver_all(
+    state: &BrokerState,
+    offsets: impl Iterator<Item = Option<u64>>,
+    what: &str,
+) -> Vec<Outcome> {
+    let puts = offsets.map(|offset| async move {
+        match offset {
+            Some(offset) => deliver(state, offset, what).await,
+            None => Outcome::Skipped,
+        }
+    });
+    join_all(puts).await
+}
+
 /// The delay-level service's cursors.
 pub(crate) struct ScheduleService {
     path: PathBuf,
@@ -133,27 +152,45 @@ impl ScheduleService {
                 cursor = min;
             }
             let mut delivered = 0;
-            'level: while delivered < DELIVERIES_PER_ROUND {
+            while delivered < DELIVERIES_PER_ROUND {
                 let entries: Vec<CqEntry> =
                     state
                         .store
                         .queue_entries(SCHEDULE_TOPIC, queue_id, cursor, ENTRIES_PER_READ);
-                if entries.is_empty() {
+                let now = now_millis();
+                // The due prefix of this chunk (the queue is in due order).
+                let due_len = entries
+                    .iter()
+                    .position(|e| !e.is_padding() && e.tags_code > now)
+                    .unwrap_or(entries.len());
+                if let Some(waiting) = entries.get(due_len) {
+                    next_due =
+                        Some(next_due.map_or(waiting.tags_code, |d| d.min(waiting.tags_code)));
+                }
+                if due_len == 0 {
                     break;
                 }
-                for entry in entries {
-                    if !entry.is_padding() {
-                        if entry.tags_code > now_millis() {
-                            next_due =
-                                Some(next_due.map_or(entry.tags_code, |d| d.min(entry.tags_code)));
-                            break 'level;
-                        }
-                        match deliver(state, entry.physical_offset, "delay level").await {
-                            Outcome::Delivered | Outcome::Skipped => delivered += 1,
-                            Outcome::Retry => break 'level,
-                        }
+                let outcomes = deliver_all(
+                    state,
+                    entries[..due_len]
+                        .iter()
+                        .map(|e| (!e.is_padding()).then_some(e.physical_offset)),
+                    "delay level",
+                )
+                .await;
+                // The cursor stops at the first record the store could not take; any delivered
+                // after it in this chunk are delivered again next round (at-least-once).
+                let mut retry = false;
+                for outcome in outcomes {
+                    if outcome == Outcome::Retry {
+                        retry = true;
+                        break;
                     }
                     cursor += 1;
+                    delivered += 1;
+                }
+                if retry || due_len < entries.len() {
+                    break;
                 }
             }
             if self.cursors.get(&level) != Some(&cursor) {

@@ -47,14 +47,14 @@ use crate::store::{MessageStore, TIMER_TOPIC, now_millis};
 
 use super::error::BrokerError;
 use super::json_file;
-use super::schedule::{Outcome, PERSIST_INTERVAL, deliver, nap_until};
+use super::schedule::{Outcome, PERSIST_INTERVAL, deliver_all, nap_until};
 use super::state::BrokerState;
 
 /// Queue entries ingested per chunk (~0.3 ms of work) before the service yields.
 const INGEST_CHUNK: usize = 4096;
 /// Chunks ingested per round before due timers get their turn again.
 const INGEST_CHUNKS_PER_ROUND: usize = 64;
-/// Deliveries per chunk before the service yields.
+/// Timers delivered at once (their puts share the group commit) before the service yields.
 const DELIVER_CHUNK: usize = 256;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,40 +156,69 @@ impl TimerService {
         }
     }
 
+    /// The backlog counters as of start. While a restart re-ingests, entries up to the previous
+    /// run's `consumedTo` count as ingested (most of them were delivered): the pending count then
+    /// misses the not yet re-ingested pending ones for a moment, rather than counting every
+    /// timer the queue ever held and refusing sends.
+    pub(crate) fn initial_backlog(&self) -> TimerBacklog {
+        TimerBacklog {
+            ingested_to: AtomicU64::new(self.consumed_to.max(self.restart_consumed_to)),
+            in_heap: AtomicU64::new(0),
+        }
+    }
+
     fn publish(&self, state: &BrokerState) {
         let backlog = &state.timer_backlog;
         backlog
             .in_heap
             .store(self.heap.len() as u64, Ordering::Release);
-        backlog
-            .ingested_to
-            .store(self.consumed_to, Ordering::Release);
+        backlog.ingested_to.store(
+            self.consumed_to.max(self.restart_consumed_to),
+            Ordering::Release,
+        );
     }
 
-    /// Delivers every timer due now; returns the earliest due time still waiting.
+    /// Delivers every timer due now, [`DELIVER_CHUNK`] at a time (see [`deliver_all`]); returns
+    /// the earliest due time still waiting. Every put has completed when this returns, so the
+    /// heap and the pending set again describe exactly what is undelivered (the checkpoint
+    /// relies on it).
     async fn deliver_due(&mut self, state: &BrokerState) -> Option<i64> {
-        let mut in_chunk = 0;
-        while let Some(Reverse(head)) = self.heap.peek().copied() {
-            if head.due_ms > now_millis() {
-                return Some(head.due_ms);
+        loop {
+            let now = now_millis();
+            let mut chunk = Vec::new();
+            while chunk.len() < DELIVER_CHUNK
+                && let Some(Reverse(head)) = self.heap.peek().copied()
+                && head.due_ms <= now
+            {
+                self.heap.pop();
+                chunk.push(head);
             }
-            match deliver(state, head.physical_offset, "timer").await {
-                Outcome::Delivered | Outcome::Skipped => {
-                    self.heap.pop();
-                    self.pending.remove(&head.queue_offset);
-                }
-                // The store cannot take it now; the head stays and is retried next round.
-                Outcome::Retry => return Some(0),
-            }
-            in_chunk += 1;
-            if in_chunk == DELIVER_CHUNK {
-                in_chunk = 0;
+            if chunk.is_empty() {
                 self.publish(state);
-                tokio::task::yield_now().await;
+                return self.heap.peek().map(|Reverse(head)| head.due_ms);
             }
+            let outcomes = deliver_all(
+                state,
+                chunk.iter().map(|p| Some(p.physical_offset)),
+                "timer",
+            )
+            .await;
+            let mut retry = false;
+            for (timer, outcome) in chunk.into_iter().zip(outcomes) {
+                if outcome == Outcome::Retry {
+                    // The store cannot take it now: back into the heap, retried next round.
+                    self.heap.push(Reverse(timer));
+                    retry = true;
+                } else {
+                    self.pending.remove(&timer.queue_offset);
+                }
+            }
+            self.publish(state);
+            if retry {
+                return Some(0);
+            }
+            tokio::task::yield_now().await;
         }
-        self.publish(state);
-        None
     }
 
     fn checkpoint(&self) -> TimerCheckpoint {
