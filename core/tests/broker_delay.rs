@@ -483,3 +483,50 @@ async fn high_levels_clamp_and_a_deleted_real_topic_is_skipped() {
     let text = std::fs::read_to_string(dir.path().join("config/delayOffset.json")).unwrap();
     assert!(text.contains("\"1\": 2"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_timers_due_together_is_delivered_promptly_under_sync_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.store.flush_disk_type = tern_core::store::FlushDiskType::SyncFlush;
+    let broker = Broker::start(cfg).await.unwrap();
+    let addr = broker.addr().to_string();
+    let client = std::sync::Arc::new(RemotingClient::new());
+    create_topic(&client, &addr, "burst", 1).await;
+
+    const COUNT: u64 = 1_000;
+    let due = now_millis() + 3_000;
+    let props = format!("TIMER_DELIVER_MS\u{1}{due}\u{2}");
+    let mut sends = Vec::new();
+    for worker in 0..32 {
+        let (client, addr, props) = (client.clone(), addr.clone(), props.clone());
+        sends.push(tokio::spawn(async move {
+            for i in (worker..COUNT).step_by(32) {
+                let resp = send(&client, &addr, "burst", 0, &props, &format!("b{i}")).await;
+                assert!(resp.is_success(), "{resp:?}");
+            }
+        }));
+    }
+    for s in sends {
+        s.await.unwrap();
+    }
+    assert!(
+        now_millis() < due,
+        "sending took too long for the test to mean anything"
+    );
+    assert_eq!(broker.store().max_offset("burst", 0), 0, "delivered early");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while broker.store().max_offset("burst", 0) < COUNT {
+        assert!(now_millis() >= due - 50 || broker.store().max_offset("burst", 0) == 0);
+        assert!(
+            Instant::now() < deadline,
+            "{} of {COUNT} delivered",
+            broker.store().max_offset("burst", 0)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let took = now_millis() - due;
+    eprintln!("{COUNT} timers due together delivered within {took} ms of their due time");
+    assert!(took < 3_000, "delivery took {took} ms");
+    broker.shutdown().await.unwrap();
+}
