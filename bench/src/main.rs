@@ -10,6 +10,7 @@ mod raw;
 mod stats;
 mod store;
 mod sysinfo;
+mod timer;
 mod workload;
 
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     /// Broker benchmark: producer throughput and latency over the remoting protocol, and
     /// end-to-end latency, against loopback-echo and fdatasync baselines.
     Broker(broker::BrokerArgs),
+    /// Timer messages: delivery lag behind a backlog of pending timers, and produce throughput
+    /// with a million pending timers versus none.
+    Timer(timer::TimerArgs),
     /// Internal: the loopback echo servers of `tern-bench broker`, run as its child process.
     #[command(hide = true)]
     EchoServer,
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Store(args) => store::run(args),
         Command::Broker(args) => broker::run(args),
+        Command::Timer(args) => timer::run(args),
         Command::EchoServer => broker::run_echo_server(),
     };
     match result {

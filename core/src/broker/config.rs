@@ -27,6 +27,13 @@ pub const MAX_POP_INFLIGHT: usize = 10_000_000;
 pub const MAX_POP_HELD: usize = 1_000_000;
 /// Most queues a topic may have.
 pub const MAX_QUEUES_PER_TOPIC: i32 = 1024;
+/// `timer_max_delay_ms` may not be set below this (3 days, RocketMQ's default
+/// `timerMaxDelaySec`): producers may count on at least that much.
+pub const MIN_TIMER_MAX_DELAY_MS: u64 = 3 * 24 * 3600 * 1000;
+/// `timer_max_delay_ms` at most (a year; due times must stay far from overflowing).
+pub const MAX_TIMER_MAX_DELAY_MS: u64 = 365 * 24 * 3600 * 1000;
+/// `timer_max_pending` at most (~50 bytes of memory each).
+pub const MAX_TIMER_PENDING: u64 = 100_000_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,6 +79,13 @@ pub struct BrokerConfig {
     pub pop_max_inflight: usize,
     /// Most pops held waiting for messages at once; more are answered POLLING_FULL.
     pub pop_max_held: usize,
+    /// Longest delay a timer message (`TIMER_DELIVER_MS` / `TIMER_DELAY_SEC`) may ask for; further
+    /// is refused (MESSAGE_ILLEGAL). At least 3 days. Keep it below the store's retention
+    /// (`file_reserved_time_secs`), or a timer's record may expire before it is due.
+    pub timer_max_delay_ms: u64,
+    /// Most timer messages waiting at once; further timer sends are refused (SYSTEM_BUSY) until
+    /// some are delivered. Each waiting timer costs the broker ~50 bytes of memory.
+    pub timer_max_pending: u64,
     pub store: StoreConfig,
 }
 
@@ -98,6 +112,8 @@ impl Default for BrokerConfig {
             pop_max_invisible_ms: 12 * 3_600_000,
             pop_max_inflight: 200_000,
             pop_max_held: 10_000,
+            timer_max_delay_ms: MIN_TIMER_MAX_DELAY_MS,
+            timer_max_pending: 2_000_000,
             store: StoreConfig::default(),
         }
     }
@@ -187,6 +203,16 @@ impl BrokerConfig {
         }
         if self.worker_threads > MAX_WORKER_THREADS {
             return bad(format!("worker_threads must be 0 ..= {MAX_WORKER_THREADS}"));
+        }
+        if !(MIN_TIMER_MAX_DELAY_MS..=MAX_TIMER_MAX_DELAY_MS).contains(&self.timer_max_delay_ms) {
+            return bad(format!(
+                "timer_max_delay_ms must be {MIN_TIMER_MAX_DELAY_MS} (3 days) ..= {MAX_TIMER_MAX_DELAY_MS} (a year)"
+            ));
+        }
+        if !(1..=MAX_TIMER_PENDING).contains(&self.timer_max_pending) {
+            return bad(format!(
+                "timer_max_pending must be 1 ..= {MAX_TIMER_PENDING}"
+            ));
         }
         self.store
             .validate()

@@ -1,5 +1,6 @@
 //! A running broker: binds its port, opens the store, serves requests and runs its timers
-//! (NameServer registration, offset persistence, client expiry) until shut down.
+//! (NameServer registration, offset persistence, client expiry) and the delay-level and timer
+//! services until shut down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,8 +23,10 @@ use super::pop::PopLedger;
 use super::processor::Processor;
 use super::registration::{register_all, unregister_all};
 use super::revive::revive_loop;
+use super::schedule::ScheduleService;
 use super::state::BrokerState;
 use super::subscription_groups::SubscriptionGroups;
+use super::timer::TimerService;
 use super::topic_table::TopicTable;
 
 /// How often silent clients are looked for.
@@ -73,6 +76,9 @@ impl Broker {
         let offsets = ConsumerOffsets::load(&root)?;
         let groups = SubscriptionGroups::load(&root)?;
         let pops = PopLedger::load(&root, &store, config.pop_max_inflight).await?;
+        let delay_level_count = config.store.delay_levels()?.len();
+        let schedule = ScheduleService::load(&root, delay_level_count)?;
+        let timers = TimerService::load(&root)?;
         let long_poll = Arc::new(LongPoll::default());
         store.set_arrival_listener(long_poll.clone());
 
@@ -90,6 +96,8 @@ impl Broker {
             register_now: Notify::new(),
             shutting_down: AtomicBool::new(false),
             next_queue: AtomicUsize::new(0),
+            delay_level_count,
+            timer_backlog: timers.initial_backlog(),
         });
         let server = serve_listener(
             listener,
@@ -109,7 +117,11 @@ impl Broker {
             )),
             tokio::spawn(offset_persist_loop(state.clone(), stopped.clone())),
             tokio::spawn(revive_loop(state.clone(), stopped.clone())),
-            tokio::spawn(client_expiry_loop(state.clone(), stopped)),
+            tokio::spawn(client_expiry_loop(state.clone(), stopped.clone())),
+            // Both services stop before the store closes (shutdown awaits these tasks) and write
+            // their cursors / checkpoint on the way out.
+            tokio::spawn(schedule.run(state.clone(), stopped.clone())),
+            tokio::spawn(timers.run(state.clone(), stopped)),
         ];
         tracing::info!(
             broker = %state.config.broker_name,

@@ -7,10 +7,13 @@
 //! - `consumer_groups`: heartbeat-driven group membership (volatile, rebuilt by heartbeats).
 //! - `long_poll`: held pulls, woken by the store's dispatcher.
 //! - `registration`: REGISTER_BROKER to every NameServer.
+//! - `delay`: how the send path stores delay-level and timer messages; `schedule` and `timer`:
+//!   the services that deliver them when due.
 
 mod config;
 mod consumer_groups;
 mod consumer_offsets;
+pub(crate) mod delay;
 mod error;
 mod json_file;
 mod lifecycle;
@@ -20,11 +23,15 @@ mod processor;
 mod registration;
 mod retry;
 mod revive;
+mod schedule;
 mod state;
 mod subscription_groups;
+mod timer;
 mod topic_table;
 
-pub use config::{BrokerConfig, MAX_PULL_SUSPEND, MAX_QUEUES_PER_TOPIC, valid_name};
+pub use config::{
+    BrokerConfig, MAX_PULL_SUSPEND, MAX_QUEUES_PER_TOPIC, MIN_TIMER_MAX_DELAY_MS, valid_name,
+};
 pub use error::BrokerError;
 pub use lifecycle::Broker;
 pub use topic_table::{MAX_TOPICS, TopicError, valid_topic_name};

@@ -9,7 +9,7 @@ use crate::protocol::Connection;
 use crate::protocol::RemotingCommand;
 use crate::protocol::codes::request;
 use crate::protocol::headers::ConsumerGroupRequestHeader;
-use crate::store::{Message, MessageStore, SCHEDULE_TOPIC, property};
+use crate::store::MessageStore;
 
 use super::config::BrokerConfig;
 use super::consumer_groups::{ConsumerGroups, MembershipChange};
@@ -17,6 +17,7 @@ use super::consumer_offsets::ConsumerOffsets;
 use super::long_poll::LongPoll;
 use super::pop::PopLedger;
 use super::subscription_groups::SubscriptionGroups;
+use super::timer::TimerBacklog;
 use super::topic_table::TopicTable;
 
 pub(crate) struct BrokerState {
@@ -37,6 +38,10 @@ pub(crate) struct BrokerState {
     pub shutting_down: AtomicBool,
     /// Round-robin cursor for sends that leave the queue to the broker (queueId < 0).
     pub next_queue: AtomicUsize,
+    /// How many delay levels the store is configured with (`DELAY` above it is clamped).
+    pub delay_level_count: usize,
+    /// Pending timer messages, for the send path's `timer_max_pending` check.
+    pub timer_backlog: TimerBacklog,
 }
 
 impl BrokerState {
@@ -52,29 +57,6 @@ impl BrokerState {
             // A panic in our own code is a bug; let it surface where it happened.
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
-    }
-
-    /// A message with a `DELAY` level, rewritten to wait in `SCHEDULE_TOPIC_XXXX` (queue
-    /// level − 1, the real topic and queue in `REAL_TOPIC` / `REAL_QID`).
-    pub fn schedule(&self, mut msg: Message) -> Message {
-        let levels = self.store.config().delay_levels().map_or(18, |l| l.len()) as i32;
-        let Some(level) = msg
-            .properties
-            .get(property::DELAY)
-            .and_then(|l| l.parse::<i32>().ok())
-            .filter(|&l| l > 0)
-        else {
-            return msg;
-        };
-        let level = level.min(levels);
-        msg.properties.insert(property::DELAY, level.to_string());
-        msg.properties
-            .insert(property::REAL_TOPIC, msg.topic.clone());
-        msg.properties
-            .insert(property::REAL_QID, msg.queue_id.to_string());
-        msg.topic = SCHEDULE_TOPIC.to_string();
-        msg.queue_id = level - 1;
-        msg
     }
 
     pub fn is_shutting_down(&self) -> bool {

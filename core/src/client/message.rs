@@ -61,6 +61,26 @@ impl Message {
         self
     }
 
+    /// Delivers the message after delay level `level` (1..=18: 1s 5s 10s 30s 1m 2m 3m … 2h by
+    /// default; higher levels are clamped by the broker, 0 means no delay). Sets `DELAY`.
+    pub fn with_delay_level(self, level: u32) -> Message {
+        self.with_property(property::DELAY, level.to_string())
+    }
+
+    /// Delivers the message at `unix_ms` (milliseconds since the epoch, 1 s precision; a time
+    /// in the past delivers at once). Sets `TIMER_DELIVER_MS`. The broker refuses times further
+    /// out than its `timer_max_delay_ms` (3 days by default).
+    pub fn with_deliver_at(self, unix_ms: i64) -> Message {
+        self.with_property(property::TIMER_DELIVER_MS, unix_ms.to_string())
+    }
+
+    /// Delivers the message `delay` from now (by this machine's clock), as
+    /// [`with_deliver_at`](Self::with_deliver_at).
+    pub fn with_delay(self, delay: std::time::Duration) -> Message {
+        let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        self.with_deliver_at(crate::store::now_millis().saturating_add(delay_ms))
+    }
+
     pub fn with_flag(mut self, flag: i32) -> Message {
         self.flag = flag;
         self
@@ -234,6 +254,19 @@ mod tests {
             .with_key("k1")
             .with_key("k2")
             .with_property("color", "red");
+        let delayed = Message::new("T", "x")
+            .with_delay_level(3)
+            .with_deliver_at(42);
+        assert_eq!(delayed.properties.get("DELAY"), Some("3"));
+        assert_eq!(delayed.properties.get("TIMER_DELIVER_MS"), Some("42"));
+        let later = Message::new("T", "x").with_delay(std::time::Duration::from_secs(10));
+        let at: i64 = later
+            .properties
+            .get("TIMER_DELIVER_MS")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((at - crate::store::now_millis() - 10_000).abs() < 1_000);
         let (encoded, id) = m.encode_properties().unwrap();
         let p = Properties::decode(&encoded);
         assert_eq!(p.get("TAGS"), Some("TagA"));

@@ -13,7 +13,7 @@ use super::commit_log::CommitLog;
 use super::consume_queue::{ConsumeQueues, CqEntry};
 use super::error::StoreError;
 use super::index_service::{IndexRequest, IndexService};
-use super::message::{SCHEDULE_TOPIC, find_property, property};
+use super::message::{SCHEDULE_TOPIC, TIMER_TOPIC, find_property, property};
 use super::record::{self, Entry, RecordView};
 use super::sleeper::Sleeper;
 use crate::java_hash;
@@ -56,8 +56,16 @@ pub(crate) struct Dispatcher {
 pub(crate) const DISPATCH_NAP: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// Tags code of a ConsumeQueue entry: the Java hash of `TAGS`, or for the delay topic the time the
-/// message is due (reference §3).
+/// message is due (reference §3). Timer messages (`rmq_sys_wheel_timer`) likewise carry their
+/// `TIMER_DELIVER_MS`, so the broker's timer service learns every due time from the 20-byte
+/// queue entries alone, without reading the CommitLog (0 when the property is missing or bad:
+/// such an entry is due at once).
 pub(crate) fn tags_code(view: &RecordView<'_>, delay_levels: &[u64]) -> i64 {
+    if view.topic == TIMER_TOPIC {
+        return find_property(view.properties, property::TIMER_DELIVER_MS)
+            .and_then(|ms| ms.parse::<i64>().ok())
+            .unwrap_or(0);
+    }
     if view.topic == SCHEDULE_TOPIC
         && let Some(level) = find_property(view.properties, property::DELAY)
             .and_then(|l| l.parse::<usize>().ok())

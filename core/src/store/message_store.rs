@@ -371,6 +371,23 @@ impl MessageStore {
             .map_or(0, |q| q.max_offset())
     }
 
+    /// Up to `max` raw ConsumeQueue entries of a queue from `offset` (fewer at a queue-file
+    /// boundary or the queue's end; none for an unknown queue or an offset below its minimum).
+    /// Padding entries are included (see [`CqEntry::is_padding`]). The broker's delay and timer
+    /// services read their queues through this: 20 bytes an entry, no CommitLog access.
+    pub fn queue_entries(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: u64,
+        max: usize,
+    ) -> Vec<super::consume_queue::CqEntry> {
+        match self.inner.queues.get(topic, queue_id) {
+            Some(queue) if offset >= queue.min_offset() => queue.entries(offset, max),
+            _ => Vec::new(),
+        }
+    }
+
     /// Queue ids that exist for `topic`, sorted.
     pub fn queue_ids(&self, topic: &str) -> Vec<i32> {
         let mut ids: Vec<i32> = self

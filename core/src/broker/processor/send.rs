@@ -2,6 +2,11 @@
 //!
 //! The answer is given only once the store says the message is as durable as the flush mode
 //! promises; `FLUSH_DISK_TIMEOUT` means "stored, but the fsync did not finish in time".
+//!
+//! A single message with `DELAY` or a timer property is stored in its delay topic instead
+//! (see [`delay`](super::super::delay)); batches asking for either are refused. Clients may not
+//! send to the broker's own topics (`SCHEDULE_TOPIC_XXXX`, `rmq_sys_*`): only the broker writes
+//! those, straight to the store.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -13,7 +18,12 @@ use crate::protocol::body::TopicConfig;
 use crate::protocol::codes::{perm, response};
 use crate::protocol::headers::{SendMessageRequestHeader, SendMessageResponseHeader};
 use crate::protocol::{CommandHeader, Connection};
-use crate::store::{Message, Properties, PutStatus, StoreError, offset_message_id, sys_flag};
+use crate::store::{
+    Message, Properties, PutStatus, SCHEDULE_TOPIC, StoreError, now_millis, offset_message_id,
+    property, sys_flag,
+};
+
+use super::super::delay::{self, DelayError, Delivery};
 
 use super::super::state::BrokerState;
 use super::super::topic_table::valid_topic_name;
@@ -51,6 +61,10 @@ pub(super) async fn send(
             header.properties.as_deref().unwrap_or(""),
         ),
     );
+    let message = match route_delayed(state, message) {
+        Ok(message) => message,
+        Err(e) => return delay_error(e),
+    };
     match state.store.put_message(message).await {
         Ok(put) => respond(
             put.status,
@@ -93,6 +107,11 @@ async fn send_batch_with(
         Err(e) => return RemotingCommand::error(response::MESSAGE_ILLEGAL, e.to_string()),
     };
     let born_host = born_host(conn);
+    for entry in &entries {
+        if let Err(e) = delay::refuse_in_batch(&Properties::decode(&entry.properties)) {
+            return delay_error(e);
+        }
+    }
     let messages: Vec<Message> = entries
         .into_iter()
         .map(|entry| {
@@ -146,6 +165,15 @@ async fn resolve_queue(
     }
     if !valid_group(&header.producer_group) {
         return Err(bad_group(&header.producer_group));
+    }
+    if is_broker_topic(&header.topic) {
+        return Err(RemotingCommand::error(
+            response::NO_PERMISSION,
+            format!(
+                "topic[{}] is the broker's own: clients may not send to it",
+                header.topic
+            ),
+        ));
     }
     let topic = match state.topics.get(&header.topic) {
         Some(topic) => topic,
@@ -231,6 +259,52 @@ fn to_message(
         reconsume_times: header.reconsume_times.unwrap_or(0),
         prepared_transaction_offset: 0,
     }
+}
+
+/// Topics only the broker writes: the delay-level and timer topics and every `rmq_sys_*` one.
+fn is_broker_topic(topic: &str) -> bool {
+    topic == SCHEDULE_TOPIC || topic.starts_with("rmq_sys_")
+}
+
+/// Rewrites a delayed message into its delay-level or timer form (or strips the timer properties
+/// of one already due). Transactional halves are left alone: they are delivered by their commit.
+fn route_delayed(state: &BrokerState, mut message: Message) -> Result<Message, DelayError> {
+    let transaction = sys_flag::transaction_type(message.sys_flag);
+    if transaction == sys_flag::TRANSACTION_PREPARED_TYPE
+        || transaction == sys_flag::TRANSACTION_ROLLBACK_TYPE
+    {
+        return Ok(message);
+    }
+    let delivery = delay::classify(
+        &message.properties,
+        now_millis(),
+        state.config.timer_max_delay_ms,
+        state.delay_level_count,
+    )?;
+    match delivery {
+        Delivery::Now => {
+            message.properties.remove(property::TIMER_DELIVER_MS);
+            message.properties.remove(property::TIMER_DELAY_SEC);
+            Ok(message)
+        }
+        Delivery::Level(level) => Ok(delay::to_scheduled(message, level, state.delay_level_count)),
+        Delivery::Timer(due_ms) => {
+            let pending = state.timer_backlog.pending(&state.store);
+            let max = state.config.timer_max_pending;
+            if pending >= max {
+                return Err(DelayError::TimerBacklogFull { pending, max });
+            }
+            Ok(delay::to_timer(message, due_ms))
+        }
+    }
+}
+
+fn delay_error(e: DelayError) -> RemotingCommand {
+    let code = match e {
+        DelayError::TimerBacklogFull { .. } => response::SYSTEM_BUSY,
+        _ => response::MESSAGE_ILLEGAL,
+    };
+    RemotingCommand::error(code, e.to_string())
 }
 
 fn born_host(conn: &Connection) -> SocketAddr {

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use crate::protocol::RemotingCommand;
 use crate::protocol::codes::response;
 use crate::protocol::headers::ConsumerSendMsgBackRequestHeader;
-use crate::store::{PutStatus, property};
+use crate::store::PutStatus;
 
+use super::super::delay::to_scheduled;
 use super::super::retry::{copy_for, dlq_topic, ensure_topic, retry_topic};
 use super::super::state::BrokerState;
 use super::send::store_error;
@@ -59,8 +60,7 @@ pub(super) async fn send_back(state: &Arc<BrokerState>, req: &RemotingCommand) -
             0 => FIRST_RETRY_DELAY_LEVEL.saturating_add(original.reconsume_times),
             level => level,
         };
-        copy.properties.insert(property::DELAY, level.to_string());
-        copy = state.schedule(copy);
+        copy = to_scheduled(copy, level.max(1) as u32, state.delay_level_count);
     }
     match state.store.put_message(copy).await {
         Ok(put) => {
