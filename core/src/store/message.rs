@@ -59,6 +59,10 @@ pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
 pub const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
 /// Dead-letter topics are `%DLQ%<group>`.
 pub const DLQ_TOPIC_PREFIX: &str = "%DLQ%";
+/// The pseudo-topic under which the IndexFile keeps idempotency keys, as
+/// `<producer topic>#<idempotency key>`. The `:` cannot appear in a real topic name, so neither a
+/// user's KEYS query nor a message of any topic can ever produce or match these entries.
+pub const IDEMPOTENCY_INDEX_TOPIC: &str = "__tern:idempotency";
 
 /// Separates a property's key from its value.
 pub const NAME_VALUE_SEPARATOR: char = '\u{1}';
