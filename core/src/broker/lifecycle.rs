@@ -17,6 +17,7 @@ use super::config::BrokerConfig;
 use super::consumer_groups::ConsumerGroups;
 use super::consumer_offsets::ConsumerOffsets;
 use super::error::BrokerError;
+use super::idempotency::Window;
 use super::long_poll::LongPoll;
 use super::processor::Processor;
 use super::registration::{register_all, unregister_all};
@@ -70,6 +71,14 @@ impl Broker {
         let offsets = ConsumerOffsets::load(&root)?;
         let long_poll = Arc::new(LongPoll::default());
         store.set_arrival_listener(long_poll.clone());
+        // Until the dispatcher has indexed the log as it was at start, a key missing from the
+        // index may only be missing from the index (after a crash the tail is replayed).
+        let idempotency = Window::new(
+            config.idempotency_window_ms,
+            config.idempotency_max_keys,
+            crate::store::now_millis(),
+            store.max_physical_offset(),
+        );
 
         let state = Arc::new(BrokerState {
             config,
@@ -82,6 +91,7 @@ impl Broker {
             register_now: Notify::new(),
             shutting_down: AtomicBool::new(false),
             next_queue: AtomicUsize::new(0),
+            idempotency,
         });
         let server = serve_listener(
             listener,
@@ -132,6 +142,12 @@ impl Broker {
     /// The store, for in-process embedding (the gateway's `--local` mode) and tests.
     pub fn store(&self) -> &Arc<MessageStore> {
         &self.state.store
+    }
+
+    /// Idempotency keys remembered in memory (in flight included) and keys evicted so far
+    /// because of `idempotency_max_keys`, for monitoring and tests.
+    pub fn idempotency_stats(&self) -> (usize, u64) {
+        self.state.idempotency.stats()
     }
 
     /// Clean shutdown: stop serving, persist offsets, leave the NameServers, close the store

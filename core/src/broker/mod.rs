@@ -6,12 +6,14 @@
 //! - `topic_table`, `consumer_offsets`: the broker's durable tables under `<store>/config/`.
 //! - `consumer_groups`: heartbeat-driven group membership (volatile, rebuilt by heartbeats).
 //! - `long_poll`: held pulls, woken by the store's dispatcher.
+//! - `idempotency`: the idempotency window (recent keys of idempotent sends, bounded).
 //! - `registration`: REGISTER_BROKER to every NameServer.
 
 mod config;
 mod consumer_groups;
 mod consumer_offsets;
 mod error;
+mod idempotency;
 mod json_file;
 mod lifecycle;
 mod long_poll;
@@ -22,5 +24,10 @@ mod topic_table;
 
 pub use config::{BrokerConfig, MAX_PULL_SUSPEND, MAX_QUEUES_PER_TOPIC, valid_name};
 pub use error::BrokerError;
+pub use idempotency::{
+    ENTRY_OVERHEAD_BYTES as IDEMPOTENCY_ENTRY_OVERHEAD_BYTES, IdempotencyKeyError,
+    MAX_IDEMPOTENCY_KEY_LEN, MAX_IDEMPOTENCY_KEYS, MAX_IDEMPOTENCY_WINDOW_MS,
+    check_key as check_idempotency_key,
+};
 pub use lifecycle::Broker;
 pub use topic_table::{MAX_TOPICS, TopicError, valid_topic_name};

@@ -14,6 +14,7 @@ use crate::store::MessageStore;
 use super::config::BrokerConfig;
 use super::consumer_groups::{ConsumerGroups, MembershipChange};
 use super::consumer_offsets::ConsumerOffsets;
+use super::idempotency::Window;
 use super::long_poll::LongPoll;
 use super::topic_table::TopicTable;
 
@@ -31,6 +32,8 @@ pub(crate) struct BrokerState {
     pub shutting_down: AtomicBool,
     /// Round-robin cursor for sends that leave the queue to the broker (queueId < 0).
     pub next_queue: AtomicUsize,
+    /// Recent idempotency keys (memory half; the IndexFile is the durable half).
+    pub idempotency: Window,
 }
 
 impl BrokerState {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod clients;
+mod idempotent;
 mod offsets;
 mod pull;
 mod query;

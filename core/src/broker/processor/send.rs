@@ -17,7 +17,7 @@ use crate::store::{Message, Properties, PutStatus, StoreError, offset_message_id
 
 use super::super::state::BrokerState;
 use super::super::topic_table::valid_topic_name;
-use super::{bad_group, bad_header, valid_group};
+use super::{bad_group, bad_header, idempotent, valid_group};
 
 pub(super) async fn send(
     state: &Arc<BrokerState>,
@@ -40,6 +40,11 @@ pub(super) async fn send(
         Ok(pair) => pair,
         Err(response) => return response,
     };
+    // Before any rewriting of the topic: the key belongs to the topic the producer named.
+    let claim = match idempotent::claim(state, &header, &req.body).await {
+        Ok(claim) => claim,
+        Err(response) => return response,
+    };
     let message = to_message(
         &topic,
         queue_id,
@@ -51,7 +56,9 @@ pub(super) async fn send(
             header.properties.as_deref().unwrap_or(""),
         ),
     );
-    match state.store.put_message(message).await {
+    let put = state.store.put_message(message).await;
+    idempotent::stored(claim, &put, queue_id);
+    match put {
         Ok(put) => respond(
             put.status,
             SendMessageResponseHeader {
@@ -59,6 +66,7 @@ pub(super) async fn send(
                 queue_id,
                 queue_offset: put.record.queue_offset as i64,
                 transaction_id: None,
+                idempotent_replayed: None,
             },
         ),
         Err(e) => store_error(e),
@@ -92,6 +100,9 @@ async fn send_batch_with(
         Ok(entries) => entries,
         Err(e) => return RemotingCommand::error(response::MESSAGE_ILLEGAL, e.to_string()),
     };
+    if let Err(response) = idempotent::refuse_keyed_batch(&entries) {
+        return response;
+    }
     let born_host = born_host(conn);
     let messages: Vec<Message> = entries
         .into_iter()
@@ -123,6 +134,7 @@ async fn send_batch_with(
                     queue_id,
                     queue_offset: first,
                     transaction_id: None,
+                    idempotent_replayed: None,
                 },
             )
         }
