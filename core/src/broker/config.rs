@@ -65,7 +65,7 @@ pub struct BrokerConfig {
     /// sends (keyed messages are then refused). Needs the store's index, which keeps the window
     /// across restarts.
     pub idempotency_window_ms: u64,
-    /// Most keys remembered in memory (about 170 bytes + the key and topic each). Beyond it the
+    /// Most keys remembered in memory (about 250 bytes + the key and topic each). Beyond it the
     /// oldest are evicted and answered from the IndexFile instead, which costs an index lookup
     /// per new key while memory is not complete.
     pub idempotency_max_keys: usize,

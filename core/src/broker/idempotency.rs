@@ -19,6 +19,7 @@
 //! `idempotency_max_keys` entries (plus the sends in flight, which are never evicted).
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 /// Longest idempotency key, in bytes (the HTTP gateway's `Idempotency-Key` maps onto it).
@@ -29,7 +30,7 @@ pub const MAX_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3_600_000;
 pub const MAX_IDEMPOTENCY_KEYS: usize = 10_000_000;
 /// Approximate memory per remembered key, without the key's own bytes: the hash map slot and
 /// its entry, the order map's node share, and the shared key's allocation header.
-pub const ENTRY_OVERHEAD_BYTES: usize = 170;
+pub const ENTRY_OVERHEAD_BYTES: usize = 250;
 
 /// Why an idempotency key is refused (answered MESSAGE_ILLEGAL with this as the remark).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +87,9 @@ impl Fingerprint {
 /// What the first send of a key was answered (rebuilt into a SendMessageResponseHeader).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
+    /// The STOREHOST the record carries: with the offset, the message id the producer got (it
+    /// can differ from today's address after a restart on another port or IP).
+    pub store_host: SocketAddr,
     pub physical_offset: u64,
     /// One past the record's last byte: a replay under SYNC_FLUSH says SUCCESS only once the
     /// log is flushed that far.
@@ -336,6 +340,7 @@ mod tests {
 
     fn outcome(offset: u64) -> Outcome {
         Outcome {
+            store_host: SocketAddr::from(([127, 0, 0, 1], 10911)),
             physical_offset: offset,
             end_offset: offset + 10,
             queue_id: 0,

@@ -55,6 +55,7 @@ impl Claim {
     /// The put succeeded: later repeats are answered with this result.
     fn stored(mut self, put: &PutResult, queue_id: i32) {
         let outcome = Outcome {
+            store_host: put.store_host,
             physical_offset: put.record.physical_offset,
             end_offset: put.record.physical_offset + u64::from(put.record.size),
             queue_id,
@@ -203,6 +204,7 @@ fn outcome_of(message: &StoredMessage) -> Outcome {
         .and_then(|q| q.parse().ok())
         .unwrap_or(message.queue_id);
     Outcome {
+        store_host: message.store_host,
         physical_offset: message.physical_offset,
         end_offset: message.physical_offset + u64::from(message.store_size),
         queue_id,
@@ -246,7 +248,7 @@ fn replay(state: &BrokerState, outcome: Outcome) -> RemotingCommand {
         response::SUCCESS
     };
     RemotingCommand::response(code, None).with_header(&SendMessageResponseHeader {
-        msg_id: offset_message_id(config.store_host, outcome.physical_offset),
+        msg_id: offset_message_id(outcome.store_host, outcome.physical_offset),
         queue_id: outcome.queue_id,
         queue_offset: outcome.queue_offset,
         transaction_id: None,
