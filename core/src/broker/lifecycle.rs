@@ -20,6 +20,7 @@ use super::error::BrokerError;
 use super::idempotency::Window;
 use super::long_poll::LongPoll;
 use super::processor::Processor;
+use super::queue_locks::QueueLocks;
 use super::registration::{register_all, unregister_all};
 use super::state::BrokerState;
 use super::topic_table::TopicTable;
@@ -80,6 +81,7 @@ impl Broker {
             store.max_physical_offset(),
         );
 
+        let config_lock_ttl = config.queue_lock_ttl_ms;
         let state = Arc::new(BrokerState {
             config,
             addr: addr.to_string(),
@@ -92,6 +94,7 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             next_queue: AtomicUsize::new(0),
             idempotency,
+            queue_locks: QueueLocks::new(Duration::from_millis(config_lock_ttl)),
         });
         let server = serve_listener(
             listener,

@@ -7,6 +7,7 @@
 //! - `consumer_groups`: heartbeat-driven group membership (volatile, rebuilt by heartbeats).
 //! - `long_poll`: held pulls, woken by the store's dispatcher.
 //! - `idempotency`: the idempotency window (recent keys of idempotent sends, bounded).
+//! - `queue_locks`: orderly consumers' queue locks (LOCK_BATCH_MQ / UNLOCK_BATCH_MQ).
 //! - `registration`: REGISTER_BROKER to every NameServer.
 
 mod config;
@@ -18,11 +19,14 @@ mod json_file;
 mod lifecycle;
 mod long_poll;
 mod processor;
+mod queue_locks;
 mod registration;
 mod state;
 mod topic_table;
 
-pub use config::{BrokerConfig, MAX_PULL_SUSPEND, MAX_QUEUES_PER_TOPIC, valid_name};
+pub use config::{
+    BrokerConfig, MAX_PULL_SUSPEND, MAX_QUEUE_LOCK_TTL_MS, MAX_QUEUES_PER_TOPIC, valid_name,
+};
 pub use error::BrokerError;
 pub use idempotency::{
     ENTRY_OVERHEAD_BYTES as IDEMPOTENCY_ENTRY_OVERHEAD_BYTES, IdempotencyKeyError,
@@ -30,4 +34,5 @@ pub use idempotency::{
     check_key as check_idempotency_key,
 };
 pub use lifecycle::Broker;
+pub use queue_locks::{MAX_LOCK_BATCH, MAX_QUEUE_LOCKS};
 pub use topic_table::{MAX_TOPICS, TopicError, valid_topic_name};

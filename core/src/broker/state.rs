@@ -16,6 +16,7 @@ use super::consumer_groups::{ConsumerGroups, MembershipChange};
 use super::consumer_offsets::ConsumerOffsets;
 use super::idempotency::Window;
 use super::long_poll::LongPoll;
+use super::queue_locks::QueueLocks;
 use super::topic_table::TopicTable;
 
 pub(crate) struct BrokerState {
@@ -34,6 +35,8 @@ pub(crate) struct BrokerState {
     pub next_queue: AtomicUsize,
     /// Recent idempotency keys (memory half; the IndexFile is the durable half).
     pub idempotency: Window,
+    /// Orderly consumers' queue locks (volatile, like RocketMQ's).
+    pub queue_locks: QueueLocks,
 }
 
 impl BrokerState {

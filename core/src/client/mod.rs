@@ -12,6 +12,7 @@
 //! - [`ConsumerGroup`]: clustering or broadcasting consumption with rebalance, heartbeats,
 //!   acknowledgements and offset commits, delivering through a [`MessageStream`].
 //! - [`message_id`] / [`client_id`]: `UNIQ_KEY` generation and client identity.
+//! - [`queue_lock`]: raw LOCK_BATCH_MQ / UNLOCK_BATCH_MQ calls for orderly consumption.
 //! - [`rebalance`]: RocketMQ's average allocation; [`process_queue`]: the safe commit offset.
 //!
 //! Every method that reaches the network returns [`ClientError`]; nothing a peer sends can make
@@ -28,6 +29,7 @@ pub mod message_id;
 pub mod process_queue;
 pub mod producer;
 pub mod pull;
+pub mod queue_lock;
 pub mod rebalance;
 pub mod route;
 pub mod subscription;
@@ -44,6 +46,7 @@ pub use message_id::new_unique_id;
 pub use process_queue::ProcessQueue;
 pub use producer::{BatchSendResult, Producer, SendResult, SendStatus};
 pub use pull::{PullConsumer, PullResult, PullStatus};
+pub use queue_lock::{lock_queues, unlock_queues};
 pub use rebalance::allocate_average;
 pub use route::{MessageQueue, RouteCache, TopicRoute};
 pub use subscription::Subscription;

@@ -3,6 +3,7 @@
 mod admin;
 mod clients;
 mod idempotent;
+mod locks;
 mod offsets;
 mod pull;
 mod query;
@@ -51,6 +52,8 @@ impl RequestHandler for Processor {
             request::HEART_BEAT => clients::heartbeat(state, &conn, &req).await,
             request::UNREGISTER_CLIENT => clients::unregister(state, &req),
             request::GET_CONSUMER_LIST_BY_GROUP => clients::consumer_list(state, &req),
+            request::LOCK_BATCH_MQ => locks::lock_batch(state, &req),
+            request::UNLOCK_BATCH_MQ => locks::unlock_batch(state, &req),
             code => RemotingCommand::error(
                 response::REQUEST_CODE_NOT_SUPPORTED,
                 format!("request code {code} is not supported by this broker"),
