@@ -22,8 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-/// Longest idempotency key, in bytes (the HTTP gateway's `Idempotency-Key` maps onto it).
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+pub use crate::store::MAX_IDEMPOTENCY_KEY_LEN;
 /// Longest window a broker can be configured with (24 h).
 pub const MAX_IDEMPOTENCY_WINDOW_MS: u64 = 24 * 3_600_000;
 /// Most keys the in-memory map can be configured to hold.
@@ -53,18 +52,14 @@ pub enum IdempotencyKeyError {
     InBatch { index: usize },
 }
 
-/// Checks a key: 1..=128 bytes of visible ASCII. Visible ASCII survives every hop unchanged
-/// (HTTP header values, RocketMQ's property encoding with its \u{1}/\u{2} separators, logs).
+/// Checks a key against [`crate::store::idempotency_key_rule`] (1..=128 bytes of visible
+/// ASCII, the rule the client library also applies).
 pub fn check_key(key: &str) -> Result<(), IdempotencyKeyError> {
-    if key.is_empty() {
-        return Err(IdempotencyKeyError::Empty);
-    }
-    if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-        return Err(IdempotencyKeyError::TooLong { len: key.len() });
-    }
-    match key.bytes().position(|b| !(b'!'..=b'~').contains(&b)) {
-        Some(at) => Err(IdempotencyKeyError::InvalidChar { at }),
-        None => Ok(()),
+    match crate::store::idempotency_key_rule(key) {
+        Ok(()) => Ok(()),
+        Err(Some(at)) => Err(IdempotencyKeyError::InvalidChar { at }),
+        Err(None) if key.is_empty() => Err(IdempotencyKeyError::Empty),
+        Err(None) => Err(IdempotencyKeyError::TooLong { len: key.len() }),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod config;
 pub mod consumer;
 pub mod consumer_config;
 pub mod error;
+mod idempotent;
 pub mod membership;
 pub mod message;
 pub mod message_id;
