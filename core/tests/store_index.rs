@@ -125,3 +125,48 @@ fn index_survives_clean_and_crash_restarts() {
         }
     }
 }
+
+#[test]
+fn idempotency_keys_are_indexed_apart_from_user_keys() {
+    use tern_core::store::{SCHEDULE_TOPIC, property};
+    // 4 slots: every key collides, so the re-checks on the record do the real work.
+    let (_dir, store) = temp_store(|c| c.index_hash_slot_count = 4);
+    let rt = runtime();
+    let plain = message("Idem", 0, 1, 32).with_property(property::IDEMPOTENCY_KEY, "k-1");
+    let parked = tern_core::store::Message::new(SCHEDULE_TOPIC, 2, body(2, 32))
+        .with_property(property::IDEMPOTENCY_KEY, "k-2")
+        .with_property(property::REAL_TOPIC, "Idem")
+        .with_property(property::DELAY, "1");
+    let other = message("Other", 0, 3, 32).with_property(property::IDEMPOTENCY_KEY, "k-1");
+    for m in [plain, parked, other] {
+        rt.block_on(store.put_message(m)).unwrap();
+    }
+    wait_dispatched(&store);
+    let now = now_millis();
+    let find = |topic: &str, key: &str| {
+        store
+            .find_by_idempotency_key(topic, key, now - 60_000, now + 1000, true)
+            .unwrap()
+    };
+    let found = find("Idem", "k-1").expect("plain message found");
+    assert_eq!((found.topic.as_str(), found.queue_id), ("Idem", 0));
+    let found = find("Idem", "k-2").expect("found under the topic the producer named");
+    assert_eq!(found.topic, SCHEDULE_TOPIC);
+    assert_eq!(find("Other", "k-1").unwrap().topic, "Other");
+    assert!(find("Idem", "k-3").is_none());
+    assert!(find(SCHEDULE_TOPIC, "k-2").is_none());
+    // A user's query by key never sees idempotency entries, nor the other way round.
+    assert!(
+        store
+            .query_by_key("Idem", "k-1", 10, 0, now + 1000)
+            .is_empty()
+    );
+    assert!(find("Idem", "uniq-1").is_none());
+    // Outside the time range: nothing.
+    assert!(
+        store
+            .find_by_idempotency_key("Idem", "k-1", now + 5_000, now + 10_000, false)
+            .unwrap()
+            .is_none()
+    );
+}

@@ -37,6 +37,7 @@ pub fn send_response(queue_id: i32) -> RemotingCommand {
         queue_id,
         queue_offset: 1_234_567,
         transaction_id: None,
+        idempotent_replayed: None,
     })
 }
 

@@ -110,6 +110,8 @@ pub struct Producer {
     /// Process id and start time, so two runs never make the same `UNIQ_KEY`s.
     key_prefix: String,
     serialize: SerializeType,
+    /// Every message also carries a fresh idempotency key.
+    idempotency_keys: bool,
 }
 
 impl Producer {
@@ -123,7 +125,14 @@ impl Producer {
             body: Bytes::from(pseudo_random_bytes(body_size)),
             key_prefix: format!("{:08X}{:08X}", std::process::id(), nanos),
             serialize,
+            idempotency_keys: false,
         }
+    }
+
+    /// Gives every message a fresh idempotency key (a first send each: the window's full cost).
+    pub fn with_idempotency_keys(mut self, on: bool) -> Producer {
+        self.idempotency_keys = on;
+        self
     }
 
     pub fn queue_of(&self, n: u64) -> i32 {
@@ -132,10 +141,18 @@ impl Producer {
 
     /// The properties a Java producer sends: tags, a 32-hex-digit unique key, wait-for-store.
     fn properties(&self, n: u64) -> String {
-        format!(
+        let mut properties = format!(
             "TAGS\u{1}{TAG}\u{2}UNIQ_KEY\u{1}{}{n:016X}\u{2}WAIT\u{1}true\u{2}",
             self.key_prefix
-        )
+        );
+        if self.idempotency_keys {
+            properties.push_str(&format!(
+                "{}\u{1}idem-{}-{n}\u{2}",
+                tern_core::store::property::IDEMPOTENCY_KEY,
+                self.key_prefix
+            ));
+        }
+        properties
     }
 
     /// The `n`-th request, with the benchmark body.

@@ -126,6 +126,10 @@ pub struct BrokerArgs {
     /// Also write every run's figures, the medians, ratios and verdicts to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Give every produced message its own idempotency key (`__TERN_IDEMPOTENCY_KEY`), to
+    /// measure what the broker's idempotency window costs a send.
+    #[arg(long)]
+    idempotency_keys: bool,
 }
 
 /// A flush mode, named as RocketMQ's `flushDiskType` values.
@@ -207,6 +211,7 @@ struct Plan {
     duration: Duration,
     warmup: Duration,
     serialize: SerializeType,
+    idempotency_keys: bool,
     queues: u32,
     e2e_rate: f64,
     e2e_size: usize,
@@ -290,6 +295,7 @@ impl Plan {
             duration: Duration::from_secs_f64(duration),
             warmup: Duration::from_secs_f64(warmup),
             serialize: args.header.into(),
+            idempotency_keys: args.idempotency_keys,
             queues: args.queues,
             e2e_rate: args.e2e_rate,
             e2e_size: args.e2e_size,
@@ -304,7 +310,10 @@ impl Plan {
     }
 
     fn producer(&self, topic: &str, size: usize) -> Arc<Producer> {
-        Arc::new(Producer::new(topic, self.queues, size, self.serialize))
+        Arc::new(
+            Producer::new(topic, self.queues, size, self.serialize)
+                .with_idempotency_keys(self.idempotency_keys),
+        )
     }
 }
 

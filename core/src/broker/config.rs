@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::store::StoreConfig;
 
 use super::error::BrokerError;
+use super::idempotency::{MAX_IDEMPOTENCY_KEYS, MAX_IDEMPOTENCY_WINDOW_MS};
 
 /// Most NameServers a broker registers with.
 pub const MAX_NAMESRV_ADDRS: usize = 64;
@@ -25,6 +26,8 @@ pub const MAX_POP_INVISIBLE_MS: u64 = 7 * 24 * 3_600_000;
 pub const MAX_POP_INFLIGHT: usize = 10_000_000;
 /// Upper bound of `pop_max_held`.
 pub const MAX_POP_HELD: usize = 1_000_000;
+/// Longest a queue lock may be configured to last without renewal (1 h).
+pub const MAX_QUEUE_LOCK_TTL_MS: u64 = 3_600_000;
 /// Most queues a topic may have.
 pub const MAX_QUEUES_PER_TOPIC: i32 = 1024;
 /// `timer_max_delay_ms` may not be set below this (3 days, RocketMQ's default
@@ -86,6 +89,17 @@ pub struct BrokerConfig {
     /// Most timer messages waiting at once; further timer sends are refused (SYSTEM_BUSY) until
     /// some are delivered. Each waiting timer costs the broker ~50 bytes of memory.
     pub timer_max_pending: u64,
+    /// How long a send's idempotency key (`__TERN_IDEMPOTENCY_KEY`) is remembered: a repeat
+    /// within it is answered with the first result and stores nothing. 0 disables idempotent
+    /// sends (keyed messages are then refused). Needs the store's index, which keeps the window
+    /// across restarts.
+    pub idempotency_window_ms: u64,
+    /// Most keys remembered in memory (about 250 bytes + the key and topic each). Beyond it the
+    /// oldest are evicted and answered from the IndexFile instead, which costs an index lookup
+    /// per new key while memory is not complete.
+    pub idempotency_max_keys: usize,
+    /// How long a queue lock (LOCK_BATCH_MQ, orderly consumers) holds without renewal.
+    pub queue_lock_ttl_ms: u64,
     pub store: StoreConfig,
 }
 
@@ -114,6 +128,9 @@ impl Default for BrokerConfig {
             pop_max_held: 10_000,
             timer_max_delay_ms: MIN_TIMER_MAX_DELAY_MS,
             timer_max_pending: 2_000_000,
+            idempotency_window_ms: 600_000,
+            idempotency_max_keys: 100_000,
+            queue_lock_ttl_ms: 60_000,
             store: StoreConfig::default(),
         }
     }
@@ -212,6 +229,28 @@ impl BrokerConfig {
         if !(1..=MAX_TIMER_PENDING).contains(&self.timer_max_pending) {
             return bad(format!(
                 "timer_max_pending must be 1 ..= {MAX_TIMER_PENDING}"
+            ));
+        }
+        if self.idempotency_window_ms > MAX_IDEMPOTENCY_WINDOW_MS {
+            return bad(format!(
+                "idempotency_window_ms must be 0 ..= {MAX_IDEMPOTENCY_WINDOW_MS}"
+            ));
+        }
+        if self.idempotency_window_ms > 0 && !self.store.message_index_enable {
+            return bad(
+                "idempotency_window_ms > 0 needs [store] message_index_enable = true (the index \
+                 keeps the window across restarts); set idempotency_window_ms = 0 to disable"
+                    .into(),
+            );
+        }
+        if !(1..=MAX_IDEMPOTENCY_KEYS).contains(&self.idempotency_max_keys) {
+            return bad(format!(
+                "idempotency_max_keys must be 1 ..= {MAX_IDEMPOTENCY_KEYS}"
+            ));
+        }
+        if !(1..=MAX_QUEUE_LOCK_TTL_MS).contains(&self.queue_lock_ttl_ms) {
+            return bad(format!(
+                "queue_lock_ttl_ms must be 1 ..= {MAX_QUEUE_LOCK_TTL_MS}"
             ));
         }
         self.store

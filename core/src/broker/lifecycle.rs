@@ -18,9 +18,11 @@ use super::config::BrokerConfig;
 use super::consumer_groups::ConsumerGroups;
 use super::consumer_offsets::ConsumerOffsets;
 use super::error::BrokerError;
+use super::idempotency::Window;
 use super::long_poll::LongPoll;
 use super::pop::PopLedger;
 use super::processor::Processor;
+use super::queue_locks::QueueLocks;
 use super::registration::{register_all, unregister_all};
 use super::revive::revive_loop;
 use super::schedule::ScheduleService;
@@ -81,7 +83,16 @@ impl Broker {
         let timers = TimerService::load(&root)?;
         let long_poll = Arc::new(LongPoll::default());
         store.set_arrival_listener(long_poll.clone());
+        // Until the dispatcher has indexed the log as it was at start, a key missing from the
+        // index may only be missing from the index (after a crash the tail is replayed).
+        let idempotency = Window::new(
+            config.idempotency_window_ms,
+            config.idempotency_max_keys,
+            crate::store::now_millis(),
+            store.max_physical_offset(),
+        );
 
+        let config_lock_ttl = config.queue_lock_ttl_ms;
         let state = Arc::new(BrokerState {
             config,
             addr: addr.to_string(),
@@ -98,6 +109,8 @@ impl Broker {
             next_queue: AtomicUsize::new(0),
             delay_level_count,
             timer_backlog: timers.initial_backlog(),
+            idempotency,
+            queue_locks: QueueLocks::new(Duration::from_millis(config_lock_ttl)),
         });
         let server = serve_listener(
             listener,
@@ -153,6 +166,12 @@ impl Broker {
     /// The store, for in-process embedding (the gateway's `--local` mode) and tests.
     pub fn store(&self) -> &Arc<MessageStore> {
         &self.state.store
+    }
+
+    /// Idempotency keys remembered in memory (in flight included) and keys evicted so far
+    /// because of `idempotency_max_keys`, for monitoring and tests.
+    pub fn idempotency_stats(&self) -> (usize, u64) {
+        self.state.idempotency.stats()
     }
 
     /// Clean shutdown: stop serving, persist offsets, leave the NameServers, close the store

@@ -14,8 +14,10 @@ use crate::store::MessageStore;
 use super::config::BrokerConfig;
 use super::consumer_groups::{ConsumerGroups, MembershipChange};
 use super::consumer_offsets::ConsumerOffsets;
+use super::idempotency::Window;
 use super::long_poll::LongPoll;
 use super::pop::PopLedger;
+use super::queue_locks::QueueLocks;
 use super::subscription_groups::SubscriptionGroups;
 use super::timer::TimerBacklog;
 use super::topic_table::TopicTable;
@@ -42,6 +44,10 @@ pub(crate) struct BrokerState {
     pub delay_level_count: usize,
     /// Pending timer messages, for the send path's `timer_max_pending` check.
     pub timer_backlog: TimerBacklog,
+    /// Recent idempotency keys (memory half; the IndexFile is the durable half).
+    pub idempotency: Window,
+    /// Orderly consumers' queue locks (volatile, like RocketMQ's).
+    pub queue_locks: QueueLocks,
 }
 
 impl BrokerState {

@@ -61,6 +61,22 @@ pub enum ClientError {
         addr: String,
         reason: String,
     },
+    /// An idempotent send: a send with this key on this topic is still being stored by the
+    /// broker (IDEMPOTENCY_KEY_IN_FLIGHT; the gateway's 409). Retrying later returns its result.
+    #[error("idempotency key `{key}` is in flight on {addr}: {remark}")]
+    IdempotencyKeyInFlight {
+        addr: String,
+        key: String,
+        remark: String,
+    },
+    /// An idempotent send: the key was used within the window for a different body
+    /// (IDEMPOTENCY_KEY_REUSED; the gateway's 422). Final.
+    #[error("idempotency key `{key}` was reused with a different body ({addr}): {remark}")]
+    IdempotencyKeyReused {
+        addr: String,
+        key: String,
+        remark: String,
+    },
     /// The producer or consumer was shut down.
     #[error("client is shut down")]
     Shutdown,
@@ -96,6 +112,8 @@ impl ClientError {
     pub fn broker_code(&self) -> Option<i32> {
         match self {
             ClientError::Broker { code, .. } => Some(*code),
+            ClientError::IdempotencyKeyInFlight { .. } => Some(response::IDEMPOTENCY_KEY_IN_FLIGHT),
+            ClientError::IdempotencyKeyReused { .. } => Some(response::IDEMPOTENCY_KEY_REUSED),
             _ => None,
         }
     }

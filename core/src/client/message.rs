@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use crate::store::{
-    MAX_PROPERTIES_SIZE, Properties, RETRY_TOPIC_PREFIX, RecordView, property, sys_flag,
+    MAX_IDEMPOTENCY_KEY_LEN, MAX_PROPERTIES_SIZE, Properties, RETRY_TOPIC_PREFIX, RecordView,
+    idempotency_key_rule, property, sys_flag,
 };
 
 use super::error::ClientError;
@@ -86,6 +87,19 @@ impl Message {
         self
     }
 
+    /// Makes the send idempotent: within the broker's window (default 10 min) a repeat of this
+    /// key on this topic is answered with the first result (`SendResult::replayed`) and stores
+    /// nothing. 1..=128 bytes of visible ASCII. [`Producer::send`](super::Producer::send) pins
+    /// a keyed message to the queue the key hashes to, so every retry reaches the same broker.
+    pub fn with_idempotency_key(self, key: impl Into<String>) -> Message {
+        self.with_property(property::IDEMPOTENCY_KEY, key)
+    }
+
+    /// The idempotency key, if the message has one.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.properties.get(property::IDEMPOTENCY_KEY)
+    }
+
     /// Checks the message and returns its encoded properties and its `UNIQ_KEY` (the preset one,
     /// or a new one). Everything the broker would refuse as MESSAGE_ILLEGAL is refused here first,
     /// with a message that says what is wrong.
@@ -115,6 +129,19 @@ impl Message {
                 }
             }
             properties.insert(property::KEYS, self.keys.join(" "));
+        }
+        if let Some(key) = properties.get(property::IDEMPOTENCY_KEY)
+            && let Err(at) = idempotency_key_rule(key)
+        {
+            return invalid(match at {
+                Some(at) => format!(
+                    "idempotency key has a byte outside visible ASCII (`!` to `~`) at position {at}"
+                ),
+                None => format!(
+                    "idempotency key is {} bytes, it must be 1..={MAX_IDEMPOTENCY_KEY_LEN}",
+                    key.len()
+                ),
+            });
         }
         let unique_id = match properties.get(property::UNIQ_KEY) {
             Some(id) if !id.is_empty() => id.to_string(),

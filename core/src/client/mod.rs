@@ -13,6 +13,7 @@
 //!   acknowledgements and offset commits, delivering through a [`MessageStream`].
 //! - [`PopConsumer`]: pop consumption (the broker assigns messages; ack, nack, visibility).
 //! - [`message_id`] / [`client_id`]: `UNIQ_KEY` generation and client identity.
+//! - [`queue_lock`]: raw LOCK_BATCH_MQ / UNLOCK_BATCH_MQ calls for orderly consumption.
 //! - [`rebalance`]: RocketMQ's average allocation; [`process_queue`]: the safe commit offset.
 //!
 //! Every method that reaches the network returns [`ClientError`]; nothing a peer sends can make
@@ -23,6 +24,7 @@ pub mod config;
 pub mod consumer;
 pub mod consumer_config;
 pub mod error;
+mod idempotent;
 pub mod membership;
 pub mod message;
 pub mod message_id;
@@ -30,6 +32,7 @@ pub mod pop;
 pub mod process_queue;
 pub mod producer;
 pub mod pull;
+pub mod queue_lock;
 pub mod rebalance;
 pub mod route;
 pub mod subscription;
@@ -47,6 +50,7 @@ pub use pop::{PopConsumer, PoppedMessage, Receipt, ReceiveOptions};
 pub use process_queue::ProcessQueue;
 pub use producer::{BatchSendResult, Producer, SendResult, SendStatus};
 pub use pull::{PullConsumer, PullResult, PullStatus};
+pub use queue_lock::{lock_queues, unlock_queues};
 pub use rebalance::allocate_average;
 pub use route::{MessageQueue, RouteCache, TopicRoute};
 pub use subscription::Subscription;

@@ -8,6 +8,8 @@
 //!   RocketMQ's `sendMsgTimeout`.
 //! - [`Producer::send_ordered`] pins a key to one queue and never retries elsewhere: a message
 //!   that moved to another queue would overtake or trail its predecessors.
+//! - A message with an idempotency key ([`Producer::send_idempotent`]) is pinned to the queue its
+//!   key hashes to and retried only there: the broker's window is per broker.
 //! - FLUSH_DISK_TIMEOUT and the replica codes are statuses, not errors: the message is stored.
 //!
 //! Every method takes `&self`: one producer (in an `Arc`) serves any number of concurrent sends
@@ -30,6 +32,7 @@ use crate::store::now_millis;
 use super::client_id::random_u64;
 use super::config::ClientConfig;
 use super::error::ClientError;
+use super::idempotent::idempotency_error;
 use super::message::{MAX_MESSAGE_BODY, Message, check_topic};
 use super::route::{MAX_CACHED_TOPICS, MessageQueue, RouteCache, TopicRoute};
 
@@ -76,6 +79,10 @@ pub struct SendResult {
     pub queue: MessageQueue,
     pub queue_offset: i64,
     pub status: SendStatus,
+    /// An idempotent send answered with the result of an earlier send of the same key: nothing
+    /// new was stored, and `offset_msg_id`, `queue` and `queue_offset` are the earlier ones.
+    /// (`msg_id` is this message's `UNIQ_KEY`; the stored one is the first send's.)
+    pub replayed: bool,
 }
 
 /// The outcome of a batch send: every message went to `queue`, at consecutive offsets from
@@ -91,10 +98,10 @@ pub struct BatchSendResult {
 }
 
 /// A request ready to go to any queue of its topic.
-struct Prepared {
-    topic: String,
+pub(super) struct Prepared {
+    pub(super) topic: String,
     code: i32,
-    header: SendMessageRequestHeader,
+    pub(super) header: SendMessageRequestHeader,
     body: Bytes,
 }
 
@@ -110,9 +117,9 @@ impl Prepared {
 }
 
 pub struct Producer {
-    config: ClientConfig,
+    pub(super) config: ClientConfig,
     group: String,
-    retries: u32,
+    pub(super) retries: u32,
     remoting: RemotingClient,
     routes: Arc<RouteCache>,
     /// Round-robin position per topic.
@@ -166,7 +173,12 @@ impl Producer {
     }
 
     /// Sends one message to the next write queue, retrying on another broker after a failure.
+    /// A message with an idempotency key goes to the queue its key hashes to instead, and is
+    /// retried there only (see [`Self::send_idempotent`]).
     pub async fn send(&self, msg: &Message) -> Result<SendResult, ClientError> {
+        if let Some(key) = msg.idempotency_key() {
+            return self.send_keyed(msg, key).await;
+        }
         let deadline = Instant::now() + self.config.request_timeout;
         let (prepared, msg_id) = self.prepare(msg)?;
         let (queue, header, status) = self.send_with_retries(&prepared, deadline).await?;
@@ -174,6 +186,7 @@ impl Producer {
             msg_id,
             offset_msg_id: header.msg_id,
             queue,
+            replayed: header.idempotent_replayed == Some(true),
             queue_offset: header.queue_offset,
             status,
         })
@@ -196,6 +209,7 @@ impl Producer {
             msg_id,
             offset_msg_id: header.msg_id,
             queue,
+            replayed: header.idempotent_replayed == Some(true),
             queue_offset: header.queue_offset,
             status,
         })
@@ -213,6 +227,7 @@ impl Producer {
             msg_id,
             offset_msg_id: header.msg_id,
             queue: queue.clone(),
+            replayed: header.idempotent_replayed == Some(true),
             queue_offset: header.queue_offset,
             status,
         })
@@ -288,7 +303,7 @@ impl Producer {
         }
     }
 
-    fn prepare(&self, msg: &Message) -> Result<(Prepared, String), ClientError> {
+    pub(super) fn prepare(&self, msg: &Message) -> Result<(Prepared, String), ClientError> {
         self.check_open()?;
         let (properties, msg_id) = msg.encode_properties()?;
         let prepared = Prepared {
@@ -323,7 +338,7 @@ impl Producer {
         }
     }
 
-    async fn route_until(
+    pub(super) async fn route_until(
         &self,
         topic: &str,
         deadline: Instant,
@@ -371,7 +386,7 @@ impl Producer {
     }
 
     /// One request to the master of `queue`'s broker, within what is left of the budget.
-    async fn attempt(
+    pub(super) async fn attempt(
         &self,
         route: &TopicRoute,
         prepared: &Prepared,
@@ -403,6 +418,9 @@ impl Producer {
             }
         };
         let Some(status) = SendStatus::from_code(response.code) else {
+            if let Some(e) = idempotency_error(addr, prepared, &response) {
+                return Err(e);
+            }
             if matches!(
                 response.code,
                 response::SYSTEM_ERROR | response::TOPIC_NOT_EXIST | response::NO_PERMISSION
@@ -510,6 +528,12 @@ pub(crate) fn encode_batch_entries(
         }
         if msg.properties.get(crate::store::property::DELAY).is_some() {
             return invalid("delayed messages cannot be sent in a batch".into());
+        }
+        if msg.idempotency_key().is_some() {
+            return invalid(
+                "messages with an idempotency key cannot be sent in a batch; send them one by one"
+                    .into(),
+            );
         }
         let (properties, id) = msg.encode_properties()?;
         size += 22 + msg.body.len() + properties.len();

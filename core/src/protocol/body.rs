@@ -210,6 +210,45 @@ pub struct ConsumerListBody {
     pub consumer_id_list: Vec<String>,
 }
 
+/// A queue as RocketMQ's `MessageQueue` serializes it (in lock bodies).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct MessageQueueData {
+    pub topic: String,
+    pub broker_name: String,
+    pub queue_id: i32,
+}
+
+/// The body of LOCK_BATCH_MQ (41): lock these queues for `clientId` in `consumerGroup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct LockBatchRequestBody {
+    pub consumer_group: String,
+    pub client_id: String,
+    /// RocketMQ 5: `false` asks the broker to also lock on the other replicas of its group.
+    /// Tern has no replicas yet, so both values lock here only.
+    pub only_this_broker: bool,
+    pub mq_set: Vec<MessageQueueData>,
+}
+
+/// The answer to LOCK_BATCH_MQ: the queues the client holds now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LockBatchResponseBody {
+    #[serde(rename = "lockOKMQSet")]
+    pub lock_ok_mq_set: Vec<MessageQueueData>,
+}
+
+/// The body of UNLOCK_BATCH_MQ (42).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UnlockBatchRequestBody {
+    pub consumer_group: String,
+    pub client_id: String,
+    pub only_this_broker: bool,
+    pub mq_set: Vec<MessageQueueData>,
+}
+
 /// Decodes a JSON body, naming the body type in the error.
 pub fn decode_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body)

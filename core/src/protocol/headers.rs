@@ -82,6 +82,9 @@ command_header! {
         pub queue_id: i32 = "queueId",
         pub queue_offset: i64 = "queueOffset",
         pub transaction_id: Option<String> = "transactionId",
+        /// Tern: `true` when this answers a repeat of an idempotent send (nothing was stored;
+        /// the fields are those of the first send). Absent otherwise.
+        pub idempotent_replayed: Option<bool> = "idempotentReplayed",
     }
 }
 

@@ -79,6 +79,15 @@ pub(crate) fn tags_code(view: &RecordView<'_>, delay_levels: &[u64]) -> i64 {
         .map_or(0, |t| i64::from(java_hash::string_hash(t)))
 }
 
+/// `(producer topic, idempotency key)` of a record that carries one. The producer topic is
+/// `REAL_TOPIC` when the broker parked the message elsewhere (delay and timer topics), so the
+/// key is found under the topic the producer named.
+pub(crate) fn idempotency_of<'a>(view: &RecordView<'a>) -> Option<(&'a str, &'a str)> {
+    let key = find_property(view.properties, property::IDEMPOTENCY_KEY)?;
+    let topic = find_property(view.properties, property::REAL_TOPIC).unwrap_or(view.topic);
+    Some((topic, key))
+}
+
 impl Dispatcher {
     pub(crate) fn new(
         log: Arc<CommitLog>,
@@ -193,6 +202,7 @@ impl Dispatcher {
             sys_flag: view.sys_flag,
             unique_key: find_property(view.properties, property::UNIQ_KEY),
             keys: find_property(view.properties, property::KEYS),
+            idempotency: idempotency_of(view),
         })
     }
 

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::config::{Preallocate, StoreConfig};
 use super::error::{IoContext, StoreError};
 use super::index_file::IndexFile;
-use super::message::{property, sys_flag};
+use super::message::{IDEMPOTENCY_INDEX_TOPIC, property, sys_flag};
 
 /// Names are the creation time, `yyyyMMddHHmmssSSS`.
 const NAME_LEN: usize = 17;
@@ -44,6 +44,8 @@ pub(crate) struct IndexRequest<'a> {
     pub sys_flag: i32,
     pub unique_key: Option<&'a str>,
     pub keys: Option<&'a str>,
+    /// `(producer topic, idempotency key)`, indexed under [`IDEMPOTENCY_INDEX_TOPIC`].
+    pub idempotency: Option<(&'a str, &'a str)>,
 }
 
 impl IndexService {
@@ -150,16 +152,31 @@ impl IndexService {
             .chain(keys)
             .filter(|k| !k.is_empty())
         {
-            let current = self.current_file(&mut files.list)?;
-            if !current.put(req.topic, key, req.physical_offset, req.store_timestamp) {
-                let fresh = self.roll(&mut files.list)?;
-                let stored = fresh.put(req.topic, key, req.physical_offset, req.store_timestamp);
-                debug_assert!(stored, "a fresh IndexFile has room");
-            }
+            self.put(&mut files.list, req.topic, key, req)?;
+        }
+        if let Some((topic, key)) = req.idempotency {
+            let key = idempotency_index_key(topic, key);
+            self.put(&mut files.list, IDEMPOTENCY_INDEX_TOPIC, &key, req)?;
         }
         let current = self.current_file(&mut files.list)?;
         current.note(req.physical_offset, req.store_timestamp);
         files.covered = Some(req.physical_offset);
+        Ok(())
+    }
+
+    fn put(
+        &self,
+        list: &mut Vec<IndexFile>,
+        topic: &str,
+        key: &str,
+        req: &IndexRequest<'_>,
+    ) -> Result<(), StoreError> {
+        let current = self.current_file(list)?;
+        if !current.put(topic, key, req.physical_offset, req.store_timestamp) {
+            let fresh = self.roll(list)?;
+            let stored = fresh.put(topic, key, req.physical_offset, req.store_timestamp);
+            debug_assert!(stored, "a fresh IndexFile has room");
+        }
         Ok(())
     }
 
@@ -219,9 +236,40 @@ impl IndexService {
         end: i64,
         visit: &mut dyn FnMut(u64) -> ControlFlow<()>,
     ) {
+        let files = self.files.read().expect("index lock poisoned");
+        Self::walk(&files, topic, key, begin, end, visit);
+    }
+
+    /// [`Self::query`] without waiting for the index lock: `None` when the dispatcher holds it
+    /// (it does while it creates a new IndexFile, which can take a while), so that a caller on
+    /// a request thread can move the query elsewhere instead of stalling.
+    pub(crate) fn try_query(
+        &self,
+        topic: &str,
+        key: &str,
+        begin: i64,
+        end: i64,
+        visit: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> Option<()> {
+        let files = match self.files.try_read() {
+            Ok(files) => files,
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+            Err(std::sync::TryLockError::Poisoned(_)) => panic!("index lock poisoned"),
+        };
+        Self::walk(&files, topic, key, begin, end, visit);
+        Some(())
+    }
+
+    fn walk(
+        files: &Files,
+        topic: &str,
+        key: &str,
+        begin: i64,
+        end: i64,
+        visit: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) {
         // Entries keep whole seconds since the file's start: widen by one second.
         let begin = begin.saturating_sub(1000);
-        let files = self.files.read().expect("index lock poisoned");
         for file in files.list.iter().rev() {
             let h = file.header();
             if !h.has_entries() || h.begin_timestamp > end || h.end_timestamp < begin {
@@ -261,4 +309,14 @@ impl IndexService {
         }
         Ok(deleted)
     }
+}
+
+/// The index key of an idempotency key: `<producer topic>#<key>` under
+/// [`IDEMPOTENCY_INDEX_TOPIC`]. Topic names cannot contain `#`, so the split is unambiguous.
+pub(crate) fn idempotency_index_key(topic: &str, key: &str) -> String {
+    let mut out = String::with_capacity(topic.len() + 1 + key.len());
+    out.push_str(topic);
+    out.push('#');
+    out.push_str(key);
+    out
 }

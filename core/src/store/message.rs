@@ -59,6 +59,26 @@ pub const TIMER_TOPIC: &str = "rmq_sys_wheel_timer";
 pub const RETRY_TOPIC_PREFIX: &str = "%RETRY%";
 /// Dead-letter topics are `%DLQ%<group>`.
 pub const DLQ_TOPIC_PREFIX: &str = "%DLQ%";
+/// The pseudo-topic under which the IndexFile keeps idempotency keys, as
+/// `<producer topic>#<idempotency key>`. The `:` cannot appear in a real topic name, so neither a
+/// user's KEYS query nor a message of any topic can ever produce or match these entries.
+pub const IDEMPOTENCY_INDEX_TOPIC: &str = "__tern:idempotency";
+
+/// Longest idempotency key, in bytes (the HTTP gateway's `Idempotency-Key` maps onto it).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+/// Where an idempotency key breaks the rule (1..=[`MAX_IDEMPOTENCY_KEY_LEN`] bytes of visible
+/// ASCII, `!` to `~`): `Err(None)` for a wrong length, `Err(Some(i))` for the first bad byte.
+/// Visible ASCII survives every hop unchanged (HTTP headers, the property encoding, logs).
+pub fn idempotency_key_rule(key: &str) -> Result<(), Option<usize>> {
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(None);
+    }
+    match key.bytes().position(|b| !(b'!'..=b'~').contains(&b)) {
+        Some(at) => Err(Some(at)),
+        None => Ok(()),
+    }
+}
 
 /// Separates a property's key from its value.
 pub const NAME_VALUE_SEPARATOR: char = '\u{1}';

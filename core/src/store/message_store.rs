@@ -450,6 +450,30 @@ impl MessageStore {
         )
     }
 
+    /// The newest message sent to `topic` (the topic the producer named: `REAL_TOPIC` for parked
+    /// messages) with idempotency key `key` and stored within `[begin_ms, end_ms]`. Sees only
+    /// dispatched messages: compare [`Self::dispatched_physical_offset`] with the log end to know
+    /// whether a miss can be trusted. Finds nothing when the index is disabled.
+    ///
+    /// With `blocking = false` the call never waits for the index lock and answers `None` when
+    /// the dispatcher holds it (request threads then retry on a blocking pool).
+    pub fn find_by_idempotency_key(
+        &self,
+        topic: &str,
+        key: &str,
+        begin_ms: i64,
+        end_ms: i64,
+        blocking: bool,
+    ) -> Option<Option<StoredMessage>> {
+        read::find_idempotent(
+            &self.inner.log,
+            &self.inner.index,
+            (topic, key),
+            (begin_ms, end_ms),
+            blocking,
+        )
+    }
+
     /// One past the last byte of the last record.
     pub fn max_physical_offset(&self) -> u64 {
         self.inner.log.written()

@@ -39,8 +39,9 @@ pub use dispatcher::{Arrival, ArrivalListener};
 pub use error::StoreError;
 pub(crate) use message::upper_hex;
 pub use message::{
-    DLQ_TOPIC_PREFIX, MAX_PROPERTIES_SIZE, Message, Properties, RETRY_TOPIC_PREFIX, SCHEDULE_TOPIC,
-    TIMER_TOPIC, find_property, now_millis, offset_message_id, parse_offset_message_id, property,
+    DLQ_TOPIC_PREFIX, IDEMPOTENCY_INDEX_TOPIC, MAX_IDEMPOTENCY_KEY_LEN, MAX_PROPERTIES_SIZE,
+    Message, Properties, RETRY_TOPIC_PREFIX, SCHEDULE_TOPIC, TIMER_TOPIC, find_property,
+    idempotency_key_rule, now_millis, offset_message_id, parse_offset_message_id, property,
     sys_flag,
 };
 pub use message_store::{Appended, BatchPutResult, MessageStore, PutResult, PutStatus, StoreStats};

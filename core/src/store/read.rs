@@ -10,8 +10,8 @@ use bytes::Bytes;
 
 use super::commit_log::CommitLog;
 use super::consume_queue::ConsumeQueue;
-use super::index_service::IndexService;
-use super::message::property;
+use super::index_service::{IndexService, idempotency_index_key};
+use super::message::{IDEMPOTENCY_INDEX_TOPIC, property};
 use super::record::{self, Entry, StoredMessage};
 
 /// Entries one `get_messages` call looks at, at least, when a filter skips messages (RocketMQ's
@@ -229,4 +229,45 @@ fn has_key(msg: &StoredMessage, key: &str) -> bool {
             .properties
             .get(property::KEYS)
             .is_some_and(|keys| keys.split(property::KEY_SEPARATOR).any(|k| k == key))
+}
+
+/// The newest message the producer sent to `topic` with idempotency key `key`, stored within
+/// `[begin, end]`. The index only narrows by hash; each candidate record is re-checked (its
+/// property, the topic the producer named, its store time). `None` as the outer value means the
+/// index was busy and `blocking` was false.
+pub(crate) fn find_idempotent(
+    log: &CommitLog,
+    index: &IndexService,
+    (topic, key): (&str, &str),
+    (begin, end): (i64, i64),
+    blocking: bool,
+) -> Option<Option<StoredMessage>> {
+    let mut found = None;
+    if begin > end {
+        return Some(None);
+    }
+    let index_key = idempotency_index_key(topic, key);
+    let mut visit = |offset: u64| {
+        if let Some(msg) = log.read_record(offset)
+            && (begin..=end).contains(&msg.store_timestamp)
+            && msg.properties.get(property::IDEMPOTENCY_KEY) == Some(key)
+            && msg
+                .properties
+                .get(property::REAL_TOPIC)
+                .unwrap_or(&msg.topic)
+                == topic
+            && found
+                .as_ref()
+                .is_none_or(|f: &StoredMessage| f.physical_offset < msg.physical_offset)
+        {
+            found = Some(msg);
+        }
+        ControlFlow::Continue(())
+    };
+    if blocking {
+        index.query(IDEMPOTENCY_INDEX_TOPIC, &index_key, begin, end, &mut visit);
+    } else {
+        index.try_query(IDEMPOTENCY_INDEX_TOPIC, &index_key, begin, end, &mut visit)?;
+    }
+    Some(found)
 }

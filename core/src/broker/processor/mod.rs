@@ -3,6 +3,8 @@
 mod admin;
 mod clients;
 mod groups;
+mod idempotent;
+mod locks;
 mod offsets;
 mod pop;
 mod pull;
@@ -60,6 +62,8 @@ impl RequestHandler for Processor {
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => groups::upsert_group(state, &req).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => groups::all_groups(state),
             request::DELETE_SUBSCRIPTIONGROUP => groups::delete_group(state, &req).await,
+            request::LOCK_BATCH_MQ => locks::lock_batch(state, &req),
+            request::UNLOCK_BATCH_MQ => locks::unlock_batch(state, &req),
             code => RemotingCommand::error(
                 response::REQUEST_CODE_NOT_SUPPORTED,
                 format!("request code {code} is not supported by this broker"),

@@ -27,7 +27,7 @@ use super::super::delay::{self, DelayError, Delivery};
 
 use super::super::state::BrokerState;
 use super::super::topic_table::valid_topic_name;
-use super::{bad_group, bad_header, valid_group};
+use super::{bad_group, bad_header, idempotent, valid_group};
 
 pub(super) async fn send(
     state: &Arc<BrokerState>,
@@ -50,6 +50,11 @@ pub(super) async fn send(
         Ok(pair) => pair,
         Err(response) => return response,
     };
+    // Before any rewriting of the topic: the key belongs to the topic the producer named.
+    let claim = match idempotent::claim(state, &header, &req.body).await {
+        Ok(claim) => claim,
+        Err(response) => return response,
+    };
     let message = to_message(
         &topic,
         queue_id,
@@ -65,7 +70,9 @@ pub(super) async fn send(
         Ok(message) => message,
         Err(e) => return delay_error(e),
     };
-    match state.store.put_message(message).await {
+    let put = state.store.put_message(message).await;
+    idempotent::stored(claim, &put, queue_id);
+    match put {
         Ok(put) => respond(
             put.status,
             SendMessageResponseHeader {
@@ -73,6 +80,7 @@ pub(super) async fn send(
                 queue_id,
                 queue_offset: put.record.queue_offset as i64,
                 transaction_id: None,
+                idempotent_replayed: None,
             },
         ),
         Err(e) => store_error(e),
@@ -106,6 +114,9 @@ async fn send_batch_with(
         Ok(entries) => entries,
         Err(e) => return RemotingCommand::error(response::MESSAGE_ILLEGAL, e.to_string()),
     };
+    if let Err(response) = idempotent::refuse_keyed_batch(&entries) {
+        return response;
+    }
     let born_host = born_host(conn);
     for entry in &entries {
         if let Err(e) = delay::refuse_in_batch(&Properties::decode(&entry.properties)) {
@@ -142,6 +153,7 @@ async fn send_batch_with(
                     queue_id,
                     queue_offset: first,
                     transaction_id: None,
+                    idempotent_replayed: None,
                 },
             )
         }
