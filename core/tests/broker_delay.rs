@@ -10,35 +10,11 @@ use tern_core::protocol::batch::{BatchEntry, encode_batch};
 use tern_core::protocol::codes::{request, response};
 use tern_core::protocol::headers::*;
 use tern_core::protocol::{CommandHeader, RemotingClient, RemotingCommand};
-use tern_core::store::{Entry, StoreConfig, StoredMessage, decode_record, now_millis};
+use tern_core::store::{Entry, StoredMessage, decode_record, now_millis};
 
-fn config(dir: &std::path::Path) -> BrokerConfig {
-    BrokerConfig {
-        listen: "127.0.0.1:0".into(),
-        namesrv_addrs: Vec::new(),
-        store: StoreConfig::for_tests(dir),
-        ..BrokerConfig::default()
-    }
-}
+mod common;
 
-async fn call(client: &RemotingClient, addr: &str, cmd: RemotingCommand) -> RemotingCommand {
-    client
-        .invoke(addr, cmd, Duration::from_secs(30))
-        .await
-        .unwrap()
-}
-
-async fn create_topic(client: &RemotingClient, addr: &str, topic: &str, queues: i32) {
-    let header = CreateTopicRequestHeader {
-        topic: topic.into(),
-        read_queue_nums: queues,
-        write_queue_nums: queues,
-        perm: 6,
-        ..Default::default()
-    };
-    let cmd = RemotingCommand::request_with(request::UPDATE_AND_CREATE_TOPIC, &header);
-    assert!(call(client, addr, cmd).await.is_success());
-}
+use common::broker::{call, config, create_topic};
 
 /// Sends one message to `topic`/`queue_id` with extra properties (`k\u1v\u2…`).
 async fn send(

@@ -11,16 +11,11 @@ use tern_core::protocol::batch::{BatchEntry, encode_batch};
 use tern_core::protocol::codes::{request, response};
 use tern_core::protocol::headers::*;
 use tern_core::protocol::{CommandHeader, RemotingClient, RemotingCommand};
-use tern_core::store::{FlushDiskType, StoreConfig, property};
+use tern_core::store::{FlushDiskType, property};
 
-fn config(dir: &std::path::Path) -> BrokerConfig {
-    BrokerConfig {
-        listen: "127.0.0.1:0".into(),
-        namesrv_addrs: Vec::new(),
-        store: StoreConfig::for_tests(dir),
-        ..BrokerConfig::default()
-    }
-}
+mod common;
+
+use common::broker::{call, config, create_topic};
 
 struct Setup {
     broker: Broker,
@@ -32,32 +27,12 @@ async fn start(config: BrokerConfig, topic: &str) -> Setup {
     let broker = Broker::start(config).await.unwrap();
     let addr = broker.addr().to_string();
     let client = RemotingClient::new();
-    let header = CreateTopicRequestHeader {
-        topic: topic.into(),
-        read_queue_nums: 2,
-        write_queue_nums: 2,
-        perm: 6,
-        ..Default::default()
-    };
-    let resp = call(
-        &client,
-        &addr,
-        RemotingCommand::request_with(request::UPDATE_AND_CREATE_TOPIC, &header),
-    )
-    .await;
-    assert!(resp.is_success(), "{resp:?}");
+    create_topic(&client, &addr, topic, 2).await;
     Setup {
         broker,
         addr,
         client,
     }
-}
-
-async fn call(client: &RemotingClient, addr: &str, cmd: RemotingCommand) -> RemotingCommand {
-    client
-        .invoke(addr, cmd, Duration::from_secs(30))
-        .await
-        .unwrap()
 }
 
 fn keyed_request(topic: &str, queue_id: i32, key: &str, body: &str) -> RemotingCommand {

@@ -208,14 +208,7 @@ impl PopConsumer {
             offset: receipt.queue_offset,
         };
         let req = RemotingCommand::request_with(request::ACK_MESSAGE, &header);
-        let (addr, resp) = self
-            .call(
-                &receipt.topic,
-                &receipt.broker_name,
-                req,
-                self.config.request_timeout,
-            )
-            .await?;
+        let (addr, resp) = self.call_for(receipt, req).await?;
         match resp.code {
             response::SUCCESS => Ok(()),
             code => Err(broker_error(&addr, code, &resp)),
@@ -238,14 +231,7 @@ impl PopConsumer {
             invisible_time: invisible.as_millis() as i64,
         };
         let req = RemotingCommand::request_with(request::CHANGE_MESSAGE_INVISIBLETIME, &header);
-        let (addr, resp) = self
-            .call(
-                &receipt.topic,
-                &receipt.broker_name,
-                req,
-                self.config.request_timeout,
-            )
-            .await?;
+        let (addr, resp) = self.call_for(receipt, req).await?;
         if resp.code != response::SUCCESS {
             return Err(broker_error(&addr, resp.code, &resp));
         }
@@ -292,6 +278,17 @@ impl PopConsumer {
             }
         }
         Ok(())
+    }
+
+    /// A call to the broker that delivered `receipt`.
+    async fn call_for(
+        &self,
+        receipt: &Receipt,
+        req: RemotingCommand,
+    ) -> Result<(String, RemotingCommand), ClientError> {
+        let timeout = self.config.request_timeout;
+        self.call(&receipt.topic, &receipt.broker_name, req, timeout)
+            .await
     }
 
     async fn call(
