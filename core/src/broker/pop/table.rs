@@ -164,6 +164,77 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The table's two indexes agree with each other and with the total count.
+    fn check(table: &Table) {
+        let mut total = 0;
+        for queue in table.queues.values() {
+            assert_eq!(queue.by_deadline.len(), queue.inflight.len());
+            for &(deadline, offset) in &queue.by_deadline {
+                assert_eq!(queue.inflight[&offset].deadline, deadline);
+            }
+            total += queue.inflight.len();
+        }
+        assert_eq!(table.inflight, total);
+    }
+
+    fn arb_event() -> impl Strategy<Value = Event> {
+        let key = (0..2i32).prop_map(|q| QueueKey {
+            group: "g".into(),
+            topic: "t".into(),
+            queue_id: q,
+        });
+        let entry = (0..50i64, 0..50i64, 0..3i32).prop_map(|(v, d, r)| InFlight {
+            version: v,
+            deadline: d,
+            reconsume_times: r,
+        });
+        prop_oneof![
+            (
+                key.clone(),
+                0..20u64,
+                prop::collection::vec((0..8u64, entry.clone()), 0..4)
+            )
+                .prop_map(|(key, next, entries)| Event::Pop { key, next, entries }),
+            (key.clone(), 0..8u64).prop_map(|(key, offset)| Event::Ack { key, offset }),
+            (key.clone(), 0..8u64, entry).prop_map(|(key, offset, entry)| Event::Change {
+                key,
+                offset,
+                entry
+            }),
+            (key.clone(), prop::collection::vec(0..8u64, 0..3))
+                .prop_map(|(key, offsets)| Event::Drop { key, offsets }),
+            (key, 0..20u64).prop_map(|(key, next)| Event::Reset { key, next }),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of events keeps the indexes consistent, and the state a snapshot
+        /// captures (positions and entries) rebuilds the same table.
+        #[test]
+        fn events_keep_the_table_consistent(events in prop::collection::vec(arb_event(), 0..60)) {
+            let mut table = Table::default();
+            for event in &events {
+                table.apply(event);
+                check(&table);
+            }
+            let mut rebuilt = Table::default();
+            for (key, queue) in &table.queues {
+                rebuilt.apply(&Event::Pop {
+                    key: key.clone(),
+                    next: queue.next,
+                    entries: queue.inflight.iter().map(|(&o, &e)| (o, e)).collect(),
+                });
+            }
+            check(&rebuilt);
+            prop_assert_eq!(rebuilt.inflight, table.inflight);
+            for (key, queue) in &table.queues {
+                prop_assert_eq!(&rebuilt.queues[key].inflight, &queue.inflight);
+                prop_assert_eq!(rebuilt.queues[key].next, queue.next);
+            }
+        }
+    }
 
     fn key() -> QueueKey {
         QueueKey {
