@@ -41,6 +41,9 @@ enum Command {
     /// Broker benchmark: producer throughput and latency over the remoting protocol, and
     /// end-to-end latency, against loopback-echo and fdatasync baselines.
     Broker(broker::BrokerArgs),
+    /// Pop consumption benchmark: pop + ack throughput and latency with 1 and 16 consumers,
+    /// beside pull consumption of the same messages on the same broker.
+    Pop(broker::pop::PopArgs),
     /// Internal: the loopback echo servers of `tern-bench broker`, run as its child process.
     #[command(hide = true)]
     EchoServer,
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Store(args) => store::run(args),
         Command::Broker(args) => broker::run(args),
+        Command::Pop(args) => broker::pop::run(args),
         Command::EchoServer => broker::run_echo_server(),
     };
     match result {
