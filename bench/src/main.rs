@@ -45,6 +45,9 @@ enum Command {
     /// Timer messages: delivery lag behind a backlog of pending timers, and produce throughput
     /// with a million pending timers versus none.
     Timer(timer::TimerArgs),
+    /// Pop consumption benchmark: pop + ack throughput and latency with 1 and 16 consumers,
+    /// beside pull consumption of the same messages on the same broker.
+    Pop(broker::pop::PopArgs),
     /// Internal: the loopback echo servers of `tern-bench broker`, run as its child process.
     #[command(hide = true)]
     EchoServer,
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Store(args) => store::run(args),
         Command::Broker(args) => broker::run(args),
         Command::Timer(args) => timer::run(args),
+        Command::Pop(args) => broker::pop::run(args),
         Command::EchoServer => broker::run_echo_server(),
     };
     match result {

@@ -83,6 +83,36 @@ fn sample(server: Option<u32>) -> Sample {
     }
 }
 
+/// CPU counters taken when a measurement starts; [`CpuMark::since`] gives the use since then.
+/// For measurements whose end is not known in advance (a fixed amount of work).
+#[derive(Clone, Copy)]
+pub struct CpuMark {
+    server: Option<u32>,
+    before: Sample,
+}
+
+impl CpuMark {
+    pub fn now(server: Option<u32>) -> CpuMark {
+        CpuMark {
+            server,
+            before: sample(server),
+        }
+    }
+
+    pub fn since(&self) -> CpuUse {
+        use_between(&self.before, &sample(self.server))
+    }
+}
+
+fn use_between(before: &Sample, after: &Sample) -> CpuUse {
+    let diff = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
+    CpuUse {
+        bench: diff(before.bench, after.bench),
+        server: diff(before.server, after.server),
+        machine: diff(before.machine, after.machine),
+    }
+}
+
 /// Samples both processes when the window opens and when it closes. Runs on its own OS thread
 /// so that sampling never waits for (or delays) the load's tasks.
 pub fn sample_window(
@@ -94,13 +124,7 @@ pub fn sample_window(
         std::thread::sleep(start.saturating_duration_since(Instant::now()));
         let before = sample(server);
         std::thread::sleep(end.saturating_duration_since(Instant::now()));
-        let after = sample(server);
-        let diff = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
-        CpuUse {
-            bench: diff(before.bench, after.bench),
-            server: diff(before.server, after.server),
-            machine: diff(before.machine, after.machine),
-        }
+        use_between(&before, &sample(server))
     })
 }
 

@@ -29,13 +29,13 @@ const PRODUCER_GROUP: &str = "BenchProducerGroup";
 const CONSUMER_GROUP: &str = "BenchConsumerGroup";
 const TAG: &str = "TagA";
 /// Generous: a SYNC_FLUSH send waits for the group commit, and the store gives up after 5 s.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the consumer asks the broker to hold a pull at the head of a queue, as RocketMQ's
 /// push consumer does (`brokerSuspendMaxTimeMillis`).
 const PULL_SUSPEND: Duration = Duration::from_secs(15);
 /// Messages per pull, RocketMQ's `pullBatchSize` default.
-const PULL_BATCH: i32 = 32;
+pub(super) const PULL_BATCH: i32 = 32;
 /// How long the end-to-end probe waits for the last messages after the producer stopped.
 const E2E_DRAIN: Duration = Duration::from_secs(5);
 
@@ -200,7 +200,7 @@ impl Producer {
 }
 
 /// Calls `addr` and fails on anything but SUCCESS.
-async fn call_ok(
+pub(super) async fn call_ok(
     client: &RemotingClient,
     addr: &str,
     command: RemotingCommand,
@@ -241,7 +241,7 @@ pub async fn create_topic(
 
 /// Sends one request and checks the answer: SUCCESS (anything else, e.g. FLUSH_DISK_TIMEOUT,
 /// makes the figures meaningless) for the queue that was asked for.
-async fn send_checked(
+pub(super) async fn send_checked(
     client: &RemotingClient,
     addr: &str,
     command: RemotingCommand,
@@ -272,7 +272,7 @@ async fn send_checked(
 
 /// Awaits every task, even after one failed (so none keeps sending into a broker about to be
 /// stopped), and merges their tallies; the first error wins.
-async fn join_all(tasks: Vec<JoinHandle<Result<Tally>>>) -> Result<Tally> {
+pub(super) async fn join_all(tasks: Vec<JoinHandle<Result<Tally>>>) -> Result<Tally> {
     let mut total = Tally::default();
     let mut first_error = None;
     for task in tasks {
@@ -473,7 +473,7 @@ async fn check_sends(sends: Vec<JoinHandle<Result<()>>>) -> Result<()> {
     outcome
 }
 
-async fn max_offset(
+pub(super) async fn max_offset(
     client: &RemotingClient,
     addr: &str,
     topic: &str,

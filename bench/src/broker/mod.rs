@@ -17,6 +17,7 @@ mod cpu;
 mod echo;
 mod host;
 mod load;
+pub mod pop;
 mod report;
 mod results;
 
@@ -322,27 +323,7 @@ pub fn run(args: BrokerArgs) -> Result<()> {
     let plan = Plan::from_args(&args)?;
     let (work, work_path, machine) =
         crate::sysinfo::work_dir(&args.dir, "tern-bench-broker-", "SYNC_FLUSH figures")?;
-    // One client thread means a current-thread runtime: no cross-thread wake-ups, which on a
-    // 2-core machine shared with the broker cost more than a second thread gains.
-    let mut builder = if plan.client_threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(plan.client_threads);
-        b
-    };
-    let runtime = builder
-        .thread_name("bench-client")
-        .enable_all()
-        .build()
-        .context(|| "starting the tokio runtime".to_owned())?;
-    // Ctrl-C ends the run through the load loops, so every guard (child processes, stores) is
-    // dropped on the way out instead of being killed with us.
-    runtime.spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            load::interrupt();
-        }
-    });
+    let runtime = client_runtime(plan.client_threads)?;
     eprintln!(
         "tern-bench broker: {} CPUs, {} at {}",
         machine.cpus,
@@ -391,6 +372,32 @@ pub fn run(args: BrokerArgs) -> Result<()> {
     work.close()
         .context(|| "removing the benchmark directory".to_owned())?;
     Ok(())
+}
+
+/// The load generator's runtime, with Ctrl-C turned into [`load::interrupt`].
+fn client_runtime(threads: usize) -> Result<Runtime> {
+    // One client thread means a current-thread runtime: no cross-thread wake-ups, which on a
+    // 2-core machine shared with the broker cost more than a second thread gains.
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let runtime = builder
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .context(|| "starting the tokio runtime".to_owned())?;
+    // Ctrl-C ends the run through the load loops, so every guard (child processes, stores) is
+    // dropped on the way out instead of being killed with us.
+    runtime.spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            load::interrupt();
+        }
+    });
+    Ok(runtime)
 }
 
 /// One pass over every scenario: baselines first, then one fresh broker per flush mode.
