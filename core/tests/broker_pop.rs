@@ -432,3 +432,70 @@ async fn send_back_schedules_a_retry_and_dead_letters_on_request() {
     assert_eq!(resp.code, response::SYSTEM_ERROR);
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_acks_give_a_verdict_per_receipt_and_survive_a_restart() {
+    use tern_core::protocol::body::{
+        BatchAckEntry, BatchAckRequestBody, BatchAckResponseBody, decode_json,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(pop_config(dir.path())).await.unwrap();
+    let c = setup(&broker, "B", 2).await;
+    for i in 0..6 {
+        c.send(i % 2, &format!("b{i}")).await;
+    }
+    wait_dispatched(&c.remoting, &c.addr, "B", 1, 3).await;
+    let (_, got) = c.pop(6, 1_000, 0).await;
+    assert_eq!(got.len(), 6);
+    let entry = |p: &Popped| BatchAckEntry {
+        queue_id: p.queue_id,
+        offset: p.offset,
+        extra_info: p.handle.clone(),
+    };
+    let mut garbage = entry(&got[3]);
+    garbage.extra_info = "garbage".into();
+    let body = BatchAckRequestBody {
+        consumer_group: c.group.clone(),
+        topic: c.topic.clone(),
+        acks: vec![
+            entry(&got[0]),
+            entry(&got[1]),
+            entry(&got[0]),
+            garbage,
+            entry(&got[2]),
+        ],
+    };
+    let batch = |body: &BatchAckRequestBody| {
+        RemotingCommand::request(request::TERN_BATCH_ACK).with_body(encode_json(body))
+    };
+    let resp = call(&c.remoting, &c.addr, batch(&body)).await;
+    assert!(resp.is_success(), "{resp:?}");
+    let answer: BatchAckResponseBody = decode_json(&resp.body).unwrap();
+    let stale = response::RECEIPT_HANDLE_STALE;
+    assert_eq!(answer.codes, [0, 0, stale, stale, 0]);
+    let empty = BatchAckRequestBody {
+        acks: Vec::new(),
+        ..body.clone()
+    };
+    assert_eq!(
+        call(&c.remoting, &c.addr, batch(&empty)).await.code,
+        response::SYSTEM_ERROR
+    );
+    broker.shutdown().await.unwrap();
+
+    // After a restart the acked three stay acked; the other three come back once expired.
+    let broker = Broker::start(pop_config(dir.path())).await.unwrap();
+    let c = Client {
+        addr: broker.addr().to_string(),
+        ..c
+    };
+    let mut back = Vec::new();
+    let deadline = Instant::now() + T;
+    while back.len() < 3 && Instant::now() < deadline {
+        let (_, more) = c.pop(6, 10_000, 1_000).await;
+        back.extend(more);
+    }
+    assert_eq!(sorted_bodies(&back), sorted_bodies(&got[3..]));
+    assert!(back.iter().all(|p| p.reconsume == 1));
+    broker.shutdown().await.unwrap();
+}

@@ -264,7 +264,7 @@ async fn sixteen_consumers_share_a_group_without_loss_or_duplicates() {
     });
     let seen = Arc::new(Mutex::new(Vec::<usize>::new()));
     let mut consumers = Vec::new();
-    for _ in 0..16 {
+    for c in 0..16 {
         let consumer = setup.consumer("pop-16");
         let seen = seen.clone();
         consumers.push(tokio::spawn(async move {
@@ -274,8 +274,18 @@ async fn sixteen_consumers_share_a_group_without_loss_or_duplicates() {
                     .receive("PopMany", &options(16, 30_000, 300))
                     .await
                     .unwrap();
+                // Half the consumers ack one by one, half in batches.
+                if c % 2 == 0 {
+                    for m in &got {
+                        consumer.ack(&m.receipt).await.unwrap();
+                    }
+                } else if !got.is_empty() {
+                    let receipts: Vec<_> = got.iter().map(|m| m.receipt.clone()).collect();
+                    for verdict in consumer.ack_many(&receipts).await.unwrap() {
+                        verdict.unwrap();
+                    }
+                }
                 for m in got {
-                    consumer.ack(&m.receipt).await.unwrap();
                     seen.lock().unwrap().push(body(&m).parse().unwrap());
                 }
             }

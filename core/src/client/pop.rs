@@ -13,7 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use crate::protocol::body::{SubscriptionGroupConfig, encode_json};
+use crate::protocol::body::{
+    BatchAckEntry, BatchAckRequestBody, BatchAckResponseBody, MAX_BATCH_ACKS,
+    SubscriptionGroupConfig, decode_json, encode_json,
+};
 use crate::protocol::codes::{request, response};
 use crate::protocol::headers::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
@@ -213,6 +216,78 @@ impl PopConsumer {
             response::SUCCESS => Ok(()),
             code => Err(broker_error(&addr, code, &resp)),
         }
+    }
+
+    /// Acknowledges many deliveries at once: one request (and one broker journal record) per
+    /// broker, topic and 1,024 receipts instead of one per receipt. The answer has a verdict per
+    /// receipt, in order ([`ClientError::StaleReceipt`] for one that is no longer current); the
+    /// outer error is for a request that failed as a whole (its receipts' fate is unknown, and
+    /// acking them again is safe).
+    pub async fn ack_many(
+        &self,
+        receipts: &[Receipt],
+    ) -> Result<Vec<Result<(), ClientError>>, ClientError> {
+        let mut verdicts: Vec<Option<Result<(), ClientError>>> =
+            receipts.iter().map(|_| None).collect();
+        // (broker, topic) → indexes into `receipts`.
+        let mut groups: Vec<((&str, &str), Vec<usize>)> = Vec::new();
+        for (i, r) in receipts.iter().enumerate() {
+            let target = (r.broker_name.as_str(), r.topic.as_str());
+            match groups.iter_mut().find(|(t, _)| *t == target) {
+                Some((_, list)) => list.push(i),
+                None => groups.push((target, vec![i])),
+            }
+        }
+        for ((broker_name, topic), indexes) in groups {
+            for chunk in indexes.chunks(MAX_BATCH_ACKS) {
+                let body = BatchAckRequestBody {
+                    consumer_group: self.group.clone(),
+                    topic: topic.to_string(),
+                    acks: chunk
+                        .iter()
+                        .map(|&i| BatchAckEntry {
+                            queue_id: receipts[i].queue_id,
+                            offset: receipts[i].queue_offset,
+                            extra_info: receipts[i].handle.clone(),
+                        })
+                        .collect(),
+                };
+                let req =
+                    RemotingCommand::request(request::TERN_BATCH_ACK).with_body(encode_json(&body));
+                let timeout = self.config.request_timeout;
+                let (addr, resp) = self.call(topic, broker_name, req, timeout).await?;
+                if resp.code != response::SUCCESS {
+                    return Err(broker_error(&addr, resp.code, &resp));
+                }
+                let answer: BatchAckResponseBody =
+                    decode_json(&resp.body).map_err(|reason| ClientError::Decode {
+                        what: "batch ack response body",
+                        addr: addr.clone(),
+                        reason,
+                    })?;
+                if answer.codes.len() != chunk.len() {
+                    return Err(ClientError::Decode {
+                        what: "batch ack response body",
+                        addr,
+                        reason: format!("{} verdicts for {} acks", answer.codes.len(), chunk.len()),
+                    });
+                }
+                for (&i, code) in chunk.iter().zip(answer.codes) {
+                    verdicts[i] = Some(match code {
+                        response::SUCCESS => Ok(()),
+                        code => Err(broker_error(
+                            &addr,
+                            code,
+                            &RemotingCommand::error(code, "stale receipt"),
+                        )),
+                    });
+                }
+            }
+        }
+        Ok(verdicts
+            .into_iter()
+            .map(|v| v.expect("every receipt belongs to one chunk"))
+            .collect())
     }
 
     /// Keeps a delivery invisible for `invisible` from now (zero: visible at once) and returns the

@@ -318,3 +318,32 @@ pub struct SubscriptionGroupWrapper {
     pub subscription_group_table: BTreeMap<String, SubscriptionGroupConfig>,
     pub data_version: DataVersion,
 }
+
+/// Most acks one TERN_BATCH_ACK carries.
+pub const MAX_BATCH_ACKS: usize = 1024;
+
+/// TERN_BATCH_ACK's request body: deliveries of one group and topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchAckRequestBody {
+    pub consumer_group: String,
+    pub topic: String,
+    pub acks: Vec<BatchAckEntry>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchAckEntry {
+    pub queue_id: i32,
+    pub offset: i64,
+    /// The receipt handle.
+    pub extra_info: String,
+}
+
+/// TERN_BATCH_ACK's response body: a response code per ack, in request order (SUCCESS, or
+/// RECEIPT_HANDLE_STALE for a delivery that is no longer current).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BatchAckResponseBody {
+    pub codes: Vec<i32>,
+}

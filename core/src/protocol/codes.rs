@@ -44,6 +44,10 @@ pub mod request {
     pub const POP_MESSAGE: i32 = 200050;
     pub const ACK_MESSAGE: i32 = 200051;
     pub const CHANGE_MESSAGE_INVISIBLETIME: i32 = 200053;
+    /// Tern: acknowledges many pop deliveries in one request (body: `BatchAckRequestBody`), one
+    /// journal record for all. RocketMQ's BATCH_ACK_MESSAGE (200151) packs offsets into a bit set
+    /// relative to one pop; this form takes receipt handles from any pops.
+    pub const TERN_BATCH_ACK: i32 = 9101;
 }
 
 /// Response codes (`RemotingCommand::code` on a response).

@@ -36,6 +36,15 @@ pub enum Event {
         #[serde(rename = "o")]
         offset: u64,
     },
+    /// Deliveries of one group and topic acknowledged together: (queue id, offset) each.
+    AckMany {
+        #[serde(rename = "g")]
+        group: String,
+        #[serde(rename = "t")]
+        topic: String,
+        #[serde(rename = "o")]
+        acked: Vec<(i32, u64)>,
+    },
     /// A delivery's invisibility changed; it has a new version.
     Change {
         #[serde(flatten)]

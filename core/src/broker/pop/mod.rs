@@ -327,6 +327,40 @@ impl PopLedger {
         )?)
     }
 
+    /// Acknowledges many deliveries of one group and topic with one journal record. Each handle
+    /// gets its own verdict (`Ok` or [`PopError::Stale`]); the record covers the accepted ones and
+    /// is `None` when none was.
+    pub fn ack_many<'s>(
+        &self,
+        store: &'s MessageStore,
+        group: &str,
+        topic: &str,
+        handles: &[ReceiptHandle],
+    ) -> Result<(Vec<bool>, Option<Appended<'s>>), PopError> {
+        let mut table = self.lock();
+        let mut accepted = Vec::with_capacity(handles.len());
+        let mut seen = std::collections::HashSet::with_capacity(handles.len());
+        let mut verdicts = Vec::with_capacity(handles.len());
+        for handle in handles {
+            // A delivery named twice in one batch is acked once; the repeat is stale.
+            let current = current(&table, group, topic, handle).is_ok()
+                && seen.insert((handle.queue_id, handle.queue_offset));
+            if current {
+                accepted.push((handle.queue_id, handle.queue_offset));
+            }
+            verdicts.push(current);
+        }
+        if accepted.is_empty() {
+            return Ok((verdicts, None));
+        }
+        let event = Event::AckMany {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            acked: accepted,
+        };
+        Ok((verdicts, Some(self.record(&mut table, store, event)?)))
+    }
+
     /// Makes the delivery `handle` names invisible for `invisible_ms` from `now` (0: visible at
     /// once) and returns its new handle; the old one becomes stale.
     pub fn change_invisible<'s>(

@@ -143,6 +143,20 @@ impl Table {
                 }
             }
             Event::Ack { key, offset } => self.remove(key, std::slice::from_ref(offset)),
+            Event::AckMany {
+                group,
+                topic,
+                acked,
+            } => {
+                for &(queue_id, offset) in acked {
+                    let key = QueueKey {
+                        group: group.clone(),
+                        topic: topic.clone(),
+                        queue_id,
+                    };
+                    self.remove(&key, &[offset]);
+                }
+            }
             Event::Drop { key, offsets } => self.remove(key, offsets),
             Event::Reset { key, next } => {
                 self.queues.entry(key.clone()).or_default().next = *next;

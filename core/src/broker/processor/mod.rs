@@ -58,6 +58,7 @@ impl RequestHandler for Processor {
             request::CONSUMER_SEND_MSG_BACK => send_back::send_back(state, &req).await,
             request::POP_MESSAGE => pop::pop(state, &conn, &req).await?,
             request::ACK_MESSAGE => pop::ack(state, &req).await,
+            request::TERN_BATCH_ACK => pop::batch_ack(state, &req).await,
             request::CHANGE_MESSAGE_INVISIBLETIME => pop::change_invisible(state, &req).await,
             request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => groups::upsert_group(state, &req).await,
             request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG => groups::all_groups(state),

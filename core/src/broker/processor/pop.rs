@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use crate::protocol::body::{
+    BatchAckRequestBody, BatchAckResponseBody, MAX_BATCH_ACKS, decode_json, encode_json,
+};
 use crate::protocol::codes::{perm, response};
 use crate::protocol::headers::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
@@ -263,6 +266,54 @@ pub(super) async fn ack(state: &Arc<BrokerState>, req: &RemotingCommand) -> Remo
         },
         Err(e) => pop_error(e),
     }
+}
+
+/// TERN_BATCH_ACK: many acks of one group and topic, one journal record, a verdict per ack.
+pub(super) async fn batch_ack(state: &Arc<BrokerState>, req: &RemotingCommand) -> RemotingCommand {
+    let body: BatchAckRequestBody = match decode_json(&req.body) {
+        Ok(body) => body,
+        Err(e) => {
+            return RemotingCommand::error(response::SYSTEM_ERROR, format!("batch ack body: {e}"));
+        }
+    };
+    if body.acks.is_empty() || body.acks.len() > MAX_BATCH_ACKS {
+        return RemotingCommand::error(
+            response::SYSTEM_ERROR,
+            format!(
+                "a batch ack carries 1..={MAX_BATCH_ACKS} acks, got {}",
+                body.acks.len()
+            ),
+        );
+    }
+    // Malformed handles are stale verdicts, not a failure of the whole batch.
+    let parsed: Vec<Option<ReceiptHandle>> = body
+        .acks
+        .iter()
+        .map(|a| receipt(&a.extra_info, a.queue_id, a.offset).ok())
+        .collect();
+    let handles: Vec<ReceiptHandle> = parsed.iter().flatten().cloned().collect();
+    let result = state
+        .pops
+        .ack_many(&state.store, &body.consumer_group, &body.topic, &handles);
+    let (verdicts, journaled) = match result {
+        Ok(outcome) => outcome,
+        Err(e) => return pop_error(e),
+    };
+    if let Some(journaled) = journaled {
+        if let Err(response) = durable(journaled).await {
+            return response;
+        }
+        state.long_poll.wake_topic(&body.topic);
+    }
+    let mut verdicts = verdicts.into_iter();
+    let codes = parsed
+        .iter()
+        .map(|handle| match handle {
+            Some(_) if verdicts.next() == Some(true) => response::SUCCESS,
+            _ => response::RECEIPT_HANDLE_STALE,
+        })
+        .collect();
+    RemotingCommand::success().with_body(encode_json(&BatchAckResponseBody { codes }))
 }
 
 pub(super) async fn change_invisible(
