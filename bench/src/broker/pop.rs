@@ -11,7 +11,8 @@
 //!   COMMIT_OFFSET flag (as the Java push consumer does), until every queue is read to its end;
 //! - **pop**: that many consumers, each POP_MESSAGE (all queues, max 32, invisible 60 s, 100 ms
 //!   poll), then ACK_MESSAGE for every message of the batch, all acks of a batch in flight at
-//!   once, awaited before the next pop; until every message is acked.
+//!   once, awaited before the next pop; until every message is acked;
+//! - **pop + batch ack**: the same, with one TERN_BATCH_ACK per popped batch.
 //!
 //! Each scenario reads all N messages with a consumer group of its own, so every scenario starts
 //! from the same data. Each consumer (puller) has its own connection, like a separate client.
@@ -25,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
+use tern_core::protocol::body::{
+    BatchAckEntry, BatchAckRequestBody, BatchAckResponseBody, decode_json, encode_json,
+};
 use tern_core::protocol::codes::{request, response};
 use tern_core::protocol::headers::{
     AckMessageRequestHeader, PopMessageRequestHeader, PullMessageRequestHeader,
@@ -181,6 +185,8 @@ impl Plan {
 pub enum Mode {
     Pull,
     Pop,
+    /// Pop, then one TERN_BATCH_ACK per popped batch.
+    PopBatchAck,
 }
 
 impl Mode {
@@ -188,6 +194,7 @@ impl Mode {
         match self {
             Mode::Pull => "pull",
             Mode::Pop => "pop + ack",
+            Mode::PopBatchAck => "pop + batch ack",
         }
     }
 }
@@ -241,6 +248,8 @@ struct Ratio {
     consumers: usize,
     /// Median over runs of (pop msgs/s ÷ pull msgs/s) of the same run.
     pop_over_pull: f64,
+    /// The same with batch acks.
+    batch_ack_over_pull: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -330,17 +339,23 @@ fn run_once(plan: &Plan, runtime: &Runtime, work: &Path) -> Result<Run> {
     eprintln!("  preloaded {preloaded} messages ({preload_msgs_per_s:.0} msgs/s)");
     let mut rows = Vec::new();
     for &consumers in &plan.consumers {
-        for path in [Mode::Pull, Mode::Pop] {
+        for path in [Mode::Pull, Mode::Pop, Mode::PopBatchAck] {
             check_interrupted()?;
             settle();
             let group = match path {
                 Mode::Pull => format!("BenchPull-{consumers}"),
                 Mode::Pop => format!("BenchPop-{consumers}"),
+                Mode::PopBatchAck => format!("BenchPopBatch-{consumers}"),
             };
             let cpu = CpuMark::now(broker.pid);
             let outcome = match path {
                 Mode::Pull => runtime.block_on(pull(&broker.addr, &group, consumers, &ends)),
-                Mode::Pop => runtime.block_on(pop(&broker.addr, &group, consumers, preloaded)),
+                Mode::Pop => {
+                    runtime.block_on(pop(&broker.addr, &group, consumers, preloaded, false))
+                }
+                Mode::PopBatchAck => {
+                    runtime.block_on(pop(&broker.addr, &group, consumers, preloaded, true))
+                }
             }?;
             let cpu = cpu.since();
             let per_msg = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1e6 / preloaded as f64);
@@ -349,7 +364,7 @@ fn run_once(plan: &Plan, runtime: &Runtime, work: &Path) -> Result<Run> {
                 path,
                 consumers: match path {
                     Mode::Pull => consumers.min(plan.queues as usize),
-                    Mode::Pop => consumers,
+                    Mode::Pop | Mode::PopBatchAck => consumers,
                 },
                 messages: outcome.messages,
                 seconds,
@@ -725,13 +740,20 @@ fn popped(mut rest: &[u8]) -> Result<Vec<Popped>> {
     Ok(out)
 }
 
-/// `consumers` pop + ack until all `total` messages are acked.
-async fn pop(addr: &str, group: &str, consumers: usize, total: u64) -> Result<Outcome> {
+/// `consumers` pop + ack until all `total` messages are acked (`batch_ack`: one TERN_BATCH_ACK per
+/// popped batch instead of one ACK_MESSAGE per message).
+async fn pop(
+    addr: &str,
+    group: &str,
+    consumers: usize,
+    total: u64,
+    batch_ack: bool,
+) -> Result<Outcome> {
     let shared = Shared::new(total);
     let addr: Arc<str> = Arc::from(addr);
     let group: Arc<str> = Arc::from(group);
     consume(shared, consumers, |_, client, shared| {
-        pop_and_ack(client, addr.clone(), group.clone(), shared)
+        pop_and_ack(client, addr.clone(), group.clone(), shared, batch_ack)
     })
     .await
 }
@@ -741,6 +763,7 @@ async fn pop_and_ack(
     addr: Arc<str>,
     group: Arc<str>,
     shared: Arc<Shared>,
+    batch_ack: bool,
 ) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     while !shared.is_done() {
@@ -785,6 +808,12 @@ async fn pop_and_ack(
             }
         }
         let batch = popped(&answer.body)?;
+        if batch_ack {
+            let acked = ack_batch(&client, &addr, &group, batch, &mut outcome).await?;
+            outcome.messages += acked;
+            shared.add(acked);
+            continue;
+        }
         let mut acks = JoinSet::new();
         for message in batch {
             let (client, addr, group) = (client.clone(), addr.clone(), group.clone());
@@ -824,6 +853,50 @@ async fn pop_and_ack(
         shared.add(acked);
     }
     Ok(outcome)
+}
+
+/// One TERN_BATCH_ACK for a popped batch; every verdict must be SUCCESS.
+async fn ack_batch(
+    client: &RemotingClient,
+    addr: &str,
+    group: &str,
+    batch: Vec<Popped>,
+    outcome: &mut Outcome,
+) -> Result<u64> {
+    let count = batch.len() as u64;
+    let body = BatchAckRequestBody {
+        consumer_group: group.to_string(),
+        topic: TOPIC.into(),
+        acks: batch
+            .into_iter()
+            .map(|m| BatchAckEntry {
+                queue_id: m.queue_id,
+                offset: m.offset,
+                extra_info: m.handle,
+            })
+            .collect(),
+    };
+    let command = RemotingCommand::request(request::TERN_BATCH_ACK).with_body(encode_json(&body));
+    let started = Instant::now();
+    let answer = client
+        .invoke(addr, command, SEND_TIMEOUT)
+        .await
+        .context(|| "batch acking".to_owned())?;
+    outcome.acks.record(started.elapsed());
+    let verdicts: BatchAckResponseBody = decode_json(&answer.body).map_err(|e| {
+        BenchError::Invalid(format!(
+            "a batch ack was answered with code {} ({}): {e}",
+            answer.code,
+            answer.remark_or_empty()
+        ))
+    })?;
+    if answer.code != response::SUCCESS || verdicts.codes.iter().any(|&c| c != response::SUCCESS) {
+        return Err(BenchError::Invalid(format!(
+            "a batch ack was refused: code {}, verdicts {:?}",
+            answer.code, verdicts.codes
+        )));
+    }
+    Ok(count)
 }
 
 fn progress(row: &PopRow) {
@@ -885,20 +958,23 @@ fn medians(runs: &[Run]) -> Vec<PopRow> {
 }
 
 /// Pop ÷ pull throughput per consumer count: the median of the per-run ratios. Rows come in
-/// pairs, pull then pop, one pair per consumer count.
+/// threes, pull, pop + ack, pop + batch ack, one three per consumer count.
 fn ratios(consumers: &[usize], runs: &[Run]) -> Vec<Ratio> {
+    let over_pull = |k: usize, which: usize| {
+        median(runs.iter().filter_map(|run| {
+            let pull = run.rows.get(3 * k)?;
+            let pop = run.rows.get(3 * k + which)?;
+            (pull.msgs_per_s > 0.0).then(|| pop.msgs_per_s / pull.msgs_per_s)
+        }))
+    };
     consumers
         .iter()
         .enumerate()
         .filter_map(|(k, &c)| {
-            let per_run = runs.iter().filter_map(|run| {
-                let pull = run.rows.get(2 * k)?;
-                let pop = run.rows.get(2 * k + 1)?;
-                (pull.msgs_per_s > 0.0).then(|| pop.msgs_per_s / pull.msgs_per_s)
-            });
             Some(Ratio {
                 consumers: c,
-                pop_over_pull: median(per_run)?,
+                pop_over_pull: over_pull(k, 1)?,
+                batch_ack_over_pull: over_pull(k, 2)?,
             })
         })
         .collect()
@@ -964,8 +1040,8 @@ impl Report {
         for ratio in &self.ratios {
             let _ = writeln!(
                 out,
-                "pop ÷ pull, {} consumer(s): {:.2}",
-                ratio.consumers, ratio.pop_over_pull
+                "pop ÷ pull, {} consumer(s): {:.2}; with batch acks: {:.2}",
+                ratio.consumers, ratio.pop_over_pull, ratio.batch_ack_over_pull
             );
         }
         if self.runs.len() > 1 {
