@@ -23,13 +23,13 @@ use crate::protocol::headers::{
     PopMessageRequestHeader,
 };
 use crate::protocol::{RejectRequests, RemotingClient, RemotingCommand};
-use crate::store::{Entry, decode_record, now_millis, property};
+use crate::store::{now_millis, property};
 
 use super::config::ClientConfig;
 use super::error::ClientError;
 use super::message::ReceivedMessage;
 use super::producer::check_group;
-use super::pull::{MAX_SUSPEND, SUSPEND_SLACK};
+use super::pull::{MAX_SUSPEND, SUSPEND_SLACK, for_each_record};
 use super::route::{MessageQueue, RouteCache};
 
 /// Most messages one receive asks for (the broker's `max_pull_messages`, 32 by default, may be
@@ -417,18 +417,9 @@ fn broker_error(addr: &str, code: i32, resp: &RemotingCommand) -> ClientError {
 /// Records back to back, each with its receipt handle in `POP_CK`.
 fn decode_popped(broker_name: &str, body: &Bytes) -> Result<Vec<PoppedMessage>, String> {
     let mut popped = Vec::new();
-    let mut pos = 0usize;
-    while pos < body.len() {
-        let record = match decode_record(&body[pos..], true) {
-            Ok(Entry::Record(record)) => record,
-            Ok(Entry::Blank | Entry::Unwritten) => {
-                return Err(format!("no record at byte {pos} of {}", body.len()));
-            }
-            Err(e) => return Err(format!("record at byte {pos}: {e}")),
-        };
-        pos += record.total_size as usize;
+    for_each_record(body, |record| {
         let queue = MessageQueue::new(record.topic, broker_name, record.queue_id);
-        let message = ReceivedMessage::from_record(&queue, &record, body);
+        let message = ReceivedMessage::from_record(&queue, record, body);
         let handle = message
             .properties
             .get(property::POP_CK)
@@ -445,6 +436,7 @@ fn decode_popped(broker_name: &str, body: &Bytes) -> Result<Vec<PoppedMessage>, 
             delivery_attempt: record.reconsume_times.saturating_add(1),
             message,
         });
-    }
+        Ok(())
+    })?;
     Ok(popped)
 }

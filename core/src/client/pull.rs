@@ -19,7 +19,7 @@ use crate::protocol::headers::{
     SearchOffsetRequestHeader, UpdateConsumerOffsetRequestHeader, pull_sys_flag,
 };
 use crate::protocol::{RejectRequests, RemotingClient, RemotingCommand, RequestHandler};
-use crate::store::{Entry, decode_record, find_property, now_millis, property};
+use crate::store::{Entry, RecordView, decode_record, find_property, now_millis, property};
 
 use super::config::ClientConfig;
 use super::error::ClientError;
@@ -409,6 +409,21 @@ pub fn decode_pull_body(
     subscription: &Subscription,
 ) -> Result<Vec<ReceivedMessage>, String> {
     let mut messages = Vec::new();
+    for_each_record(body, |record| {
+        if subscription.matches(find_property(record.properties, property::TAGS)) {
+            messages.push(ReceivedMessage::from_record(queue, record, body));
+        }
+        Ok(())
+    })?;
+    Ok(messages)
+}
+
+/// Calls `f` with every record of a body of records back to back (pull and pop answers),
+/// checking each body's CRC. Anything but whole records is an error.
+pub(crate) fn for_each_record(
+    body: &Bytes,
+    mut f: impl FnMut(&RecordView<'_>) -> Result<(), String>,
+) -> Result<(), String> {
     let mut pos = 0usize;
     while pos < body.len() {
         let record = match decode_record(&body[pos..], true) {
@@ -419,11 +434,9 @@ pub fn decode_pull_body(
             Err(e) => return Err(format!("record at byte {pos}: {e}")),
         };
         pos += record.total_size as usize;
-        if subscription.matches(find_property(record.properties, property::TAGS)) {
-            messages.push(ReceivedMessage::from_record(queue, &record, body));
-        }
+        f(&record)?;
     }
-    Ok(messages)
+    Ok(())
 }
 
 #[cfg(test)]
