@@ -86,6 +86,11 @@ pub struct ConsumerConfig {
     pub max_unacked_per_queue: usize,
     /// How long a pull at the head of a queue waits for a message.
     pub long_poll: Duration,
+    /// Orderly consumption (clustering only): a member consumes a queue only while it holds the
+    /// queue's lock on the broker (LOCK_BATCH_MQ, renewed at every rebalance), so two members
+    /// never consume one queue at the same time, not even while a rebalance moves it. Messages
+    /// cannot be nacked (a retry copy would overtake the messages after it).
+    pub orderly: bool,
 }
 
 impl ConsumerConfig {
@@ -102,7 +107,14 @@ impl ConsumerConfig {
             pull_batch_size: 32,
             max_unacked_per_queue: 1000,
             long_poll: Duration::from_secs(15),
+            orderly: false,
         }
+    }
+
+    /// Orderly consumption: see [`ConsumerConfig::orderly`].
+    pub fn orderly(mut self) -> Self {
+        self.orderly = true;
+        self
     }
 
     pub fn subscribe(mut self, topic: impl Into<String>, expression: impl Into<String>) -> Self {
@@ -131,6 +143,9 @@ impl ConsumerConfig {
         check_group(&self.group)?;
         if self.subscriptions.is_empty() {
             return bad("a consumer needs at least one subscription".into());
+        }
+        if self.orderly && self.model != MessageModel::Clustering {
+            return bad("orderly consumption needs the clustering model (queue locks)".into());
         }
         if self.subscriptions.len() > MAX_SUBSCRIPTIONS {
             return bad(format!(

@@ -3,8 +3,11 @@
 //! lock well within the broker's TTL (default 60 s; RocketMQ clients renew every 20 s), and
 //! unlocks it when it gives the queue up.
 //!
-//! These are single calls to one broker address; the orderly consumer loop itself is not here.
+//! [`lock_queues`] / [`unlock_queues`] are single calls to one broker address;
+//! [`lock_on_masters`] / [`unlock_on_masters`] spread a set of queues over their brokers, which
+//! is what an orderly [`ConsumerGroup`](super::ConsumerGroup) does at every rebalance.
 
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use crate::protocol::body::{
@@ -15,12 +18,12 @@ use crate::protocol::codes::request;
 use crate::protocol::{RemotingClient, RemotingCommand};
 
 use super::error::ClientError;
-use super::route::MessageQueue;
+use super::route::{MessageQueue, RouteCache};
 
 /// Locks `queues` for `client_id` in `group` on the broker at `addr` (renewing those it already
 /// holds) and returns the queues the client holds now; the others are held by another client.
-pub async fn lock_queues(
-    remoting: &RemotingClient,
+pub async fn lock_queues<H: crate::protocol::RequestHandler>(
+    remoting: &RemotingClient<H>,
     addr: &str,
     group: &str,
     client_id: &str,
@@ -49,8 +52,8 @@ pub async fn lock_queues(
 }
 
 /// Releases the locks `client_id` holds on `queues` (locks of other clients are left alone).
-pub async fn unlock_queues(
-    remoting: &RemotingClient,
+pub async fn unlock_queues<H: crate::protocol::RequestHandler>(
+    remoting: &RemotingClient<H>,
     addr: &str,
     group: &str,
     client_id: &str,
@@ -67,8 +70,63 @@ pub async fn unlock_queues(
     call(remoting, addr, command, timeout).await.map(|_| ())
 }
 
-async fn call(
-    remoting: &RemotingClient,
+/// Locks (or renews) each queue on its broker's master, one call per broker, and returns the
+/// queues held now. A broker that cannot be reached, or a queue without a route, holds none: the
+/// caller must not consume those queues in order.
+pub async fn lock_on_masters<H: crate::protocol::RequestHandler>(
+    remoting: &RemotingClient<H>,
+    routes: &RouteCache,
+    group: &str,
+    client_id: &str,
+    queues: &[MessageQueue],
+    timeout: Duration,
+) -> HashSet<MessageQueue> {
+    let mut held = HashSet::new();
+    for (addr, queues) in by_master(routes, queues).await {
+        match lock_queues(remoting, &addr, group, client_id, &queues, timeout).await {
+            Ok(locked) => held.extend(locked),
+            Err(e) => tracing::warn!(%addr, %group, error = %e, "queue locks not taken or renewed"),
+        }
+    }
+    held
+}
+
+/// Releases this client's locks on `queues`, best effort (an unreleased lock lapses after the
+/// broker's TTL).
+pub async fn unlock_on_masters<H: crate::protocol::RequestHandler>(
+    remoting: &RemotingClient<H>,
+    routes: &RouteCache,
+    group: &str,
+    client_id: &str,
+    queues: &[MessageQueue],
+    timeout: Duration,
+) {
+    for (addr, queues) in by_master(routes, queues).await {
+        if let Err(e) = unlock_queues(remoting, &addr, group, client_id, &queues, timeout).await {
+            tracing::warn!(%addr, %group, error = %e, "queue locks not released; they lapse");
+        }
+    }
+}
+
+/// The queues grouped by the address of their broker's master.
+async fn by_master(
+    routes: &RouteCache,
+    queues: &[MessageQueue],
+) -> BTreeMap<String, Vec<MessageQueue>> {
+    let mut out: BTreeMap<String, Vec<MessageQueue>> = BTreeMap::new();
+    for queue in queues {
+        let Ok(route) = routes.route(&queue.topic).await else {
+            continue;
+        };
+        if let Some(addr) = route.master_addr(&queue.broker_name) {
+            out.entry(addr.to_string()).or_default().push(queue.clone());
+        }
+    }
+    out
+}
+
+async fn call<H: crate::protocol::RequestHandler>(
+    remoting: &RemotingClient<H>,
     addr: &str,
     command: RemotingCommand,
     timeout: Duration,

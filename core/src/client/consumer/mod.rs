@@ -19,6 +19,10 @@
 //! a crash or a rebalance the new owner starts at the oldest message not known to be done.
 //! Unacknowledged messages are not redelivered while their consumer keeps the queue.
 
+mod tasks;
+
+use tasks::{commit_loop, heartbeat_loop, rebalance_loop, run_queue};
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -41,6 +45,7 @@ use super::membership::{all_broker_addrs, group_members, send_heartbeats, send_u
 use super::message::ReceivedMessage;
 use super::process_queue::ProcessQueue;
 use super::pull::{PullConsumer, PullStatus};
+use super::queue_lock::{lock_on_masters, unlock_on_masters};
 use super::rebalance::allocate_average;
 use super::route::{MessageQueue, RouteCache, TopicRoute};
 use super::subscription::Subscription;
@@ -280,6 +285,13 @@ impl ConsumerGroup {
     /// …), or in `%DLQ%<group>` once the group's `retryMaxTimes` is reached. The message itself
     /// counts as done here (its offset may advance), so the copy is its only next delivery.
     pub async fn nack(&self, msg: &ReceivedMessage) -> Result<(), ClientError> {
+        if self.shared.consumer.orderly {
+            return Err(ClientError::InvalidArgument(
+                "an orderly group cannot nack: the retry copy would overtake the messages after \
+                 it; leave the message unacknowledged instead"
+                    .into(),
+            ));
+        }
         self.shared
             .pull
             .send_back(&self.shared.consumer.group, msg, 0)
@@ -342,10 +354,13 @@ impl ConsumerGroup {
             slot.state.cancel.cancel();
         }
         let mut first_error = None;
-        for queue in queues {
-            if let Err(e) = shared.release_queue(&queue).await {
+        for queue in &queues {
+            if let Err(e) = shared.release_queue(queue).await {
                 first_error.get_or_insert(e);
             }
+        }
+        if shared.consumer.orderly {
+            shared.unlock(&queues).await;
         }
         let routes: Vec<Arc<TopicRoute>> = shared
             .subscriptions
@@ -506,10 +521,38 @@ impl Shared {
             .keys()
             .cloned()
             .collect();
-        for queue in current
+        let mut released: Vec<MessageQueue> = current
             .iter()
             .filter(|q| settled.contains(&q.topic) && !wanted.contains(q))
-        {
+            .cloned()
+            .collect();
+        // Orderly: keep or take only the queues whose lock this member holds (renewed here,
+        // well within the broker's TTL).
+        let locked = if self.consumer.orderly {
+            let mut candidates: Vec<MessageQueue> = wanted.iter().cloned().collect();
+            candidates.extend(current.iter().filter(|q| !released.contains(q)).cloned());
+            candidates.sort();
+            candidates.dedup();
+            let held = lock_on_masters(
+                self.pull.remoting(),
+                self.routes(),
+                &self.consumer.group,
+                &self.client_id,
+                &candidates,
+                self.config.request_timeout,
+            )
+            .await;
+            for queue in current.iter().filter(|q| !held.contains(q)) {
+                if !released.contains(queue) {
+                    tracing::warn!(%queue, group = %self.consumer.group, "queue lock lost; queue stopped");
+                    released.push(queue.clone());
+                }
+            }
+            Some(held)
+        } else {
+            None
+        };
+        for queue in &released {
             if self.stopped.load(Ordering::Acquire) {
                 return;
             }
@@ -518,9 +561,19 @@ impl Shared {
                 tracing::warn!(%queue, error = %e, "offset of a released queue not committed");
             }
         }
+        if self.consumer.orderly && !released.is_empty() {
+            self.unlock(&released).await;
+        }
         let mut added: Vec<MessageQueue> = wanted
             .into_iter()
             .filter(|q| !current.contains(q))
+            .filter(|q| {
+                let held = locked.as_ref().is_none_or(|held| held.contains(q));
+                if !held {
+                    tracing::info!(queue = %q, group = %self.consumer.group, "queue locked by another member; retried at the next rebalance");
+                }
+                held
+            })
             .collect();
         added.sort();
         for queue in added {
@@ -535,6 +588,19 @@ impl Shared {
                 Err(e) => tracing::warn!(%queue, error = %e, "queue not started: no start offset"),
             }
         }
+    }
+
+    /// Releases this member's locks on `queues` (orderly groups).
+    async fn unlock(&self, queues: &[MessageQueue]) {
+        unlock_on_masters(
+            self.pull.remoting(),
+            self.routes(),
+            &self.consumer.group,
+            &self.client_id,
+            queues,
+            self.config.request_timeout,
+        )
+        .await;
     }
 
     /// Where consumption of a newly assigned queue starts, and whether that offset is already
@@ -661,128 +727,5 @@ impl Shared {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-}
-
-/// One assigned queue: pull (long polling), record in the process queue, hand over, repeat.
-async fn run_queue(
-    shared: Arc<Shared>,
-    queue: MessageQueue,
-    state: Arc<QueueState>,
-    subscription: Subscription,
-) {
-    let max_unacked = shared.consumer.max_unacked_per_queue;
-    loop {
-        // Flow control: wait for acks while too much of this queue is unacknowledged.
-        loop {
-            let acked = state.acked.notified();
-            tokio::pin!(acked);
-            acked.as_mut().enable();
-            if state.cancel.is_cancelled() {
-                return;
-            }
-            if state.pq.lock().expect("pq lock").in_flight() < max_unacked {
-                break;
-            }
-            tokio::select! {
-                _ = &mut acked => {}
-                _ = tokio::time::sleep(FLOW_CONTROL_RECHECK) => {}
-                _ = state.cancel.cancelled() => return,
-            }
-        }
-        let offset = state.pq.lock().expect("pq lock").next_pull_offset();
-        let pulled = tokio::select! {
-            pulled = shared.pull.pull(
-                &queue,
-                offset,
-                shared.consumer.pull_batch_size,
-                Some(shared.consumer.long_poll),
-                &subscription,
-            ) => pulled,
-            _ = state.cancel.cancelled() => return,
-        };
-        let result = match pulled {
-            Ok(result) => result,
-            Err(e) => {
-                tracing::warn!(%queue, offset, error = %e, "pull failed; retrying later");
-                tokio::select! {
-                    _ = tokio::time::sleep(PULL_RETRY_DELAY) => continue,
-                    _ = state.cancel.cancelled() => return,
-                }
-            }
-        };
-        match result.status {
-            PullStatus::Found => {
-                state.pq.lock().expect("pq lock").on_pulled(
-                    result.messages.iter().map(|m| m.queue_offset),
-                    result.next_begin_offset,
-                );
-                for msg in result.messages {
-                    tokio::select! {
-                        sent = shared.tx.send(msg) => if sent.is_err() { return },
-                        _ = state.cancel.cancelled() => return,
-                    }
-                }
-            }
-            PullStatus::NoNewMsg | PullStatus::NoMatchedMsg => {
-                state
-                    .pq
-                    .lock()
-                    .expect("pq lock")
-                    .on_pulled([], result.next_begin_offset);
-            }
-            PullStatus::OffsetIllegal => {
-                tracing::warn!(
-                    %queue,
-                    offset,
-                    next = result.next_begin_offset,
-                    min = result.min_offset,
-                    max = result.max_offset,
-                    "offset no longer valid; moving on"
-                );
-                state
-                    .pq
-                    .lock()
-                    .expect("pq lock")
-                    .jump_to(result.next_begin_offset.max(0));
-            }
-        }
-    }
-}
-
-async fn heartbeat_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(shared.config.heartbeat_interval) => {}
-            _ = shared.handler.heartbeat.notified() => {
-                tokio::select! {
-                    _ = tokio::time::sleep(RECONNECT_HEARTBEAT_DELAY) => {}
-                    _ = stopped.changed() => return,
-                }
-            }
-            _ = stopped.changed() => return,
-        }
-        shared.heartbeat().await;
-    }
-}
-
-async fn rebalance_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(shared.config.rebalance_interval) => {}
-            _ = shared.handler.rebalance.notified() => {}
-            _ = stopped.changed() => return,
-        }
-        shared.rebalance().await;
-    }
-}
-
-async fn commit_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(shared.config.offset_commit_interval) => {}
-            _ = stopped.changed() => return,
-        }
-        let _ = shared.commit_all().await;
     }
 }
