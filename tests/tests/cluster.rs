@@ -2,6 +2,7 @@
 //! binaries on ephemeral loopback ports, driven over the remoting protocol.
 
 #[path = "cluster/raw.rs"]
+#[allow(dead_code)] // shared by several test binaries; each uses a part
 mod raw;
 
 use std::collections::{BTreeSet, HashSet};

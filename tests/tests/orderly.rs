@@ -52,15 +52,7 @@ async fn orderly_members_consume_only_the_queues_they_hold_locked() {
         |config| config.queue_lock_ttl_ms = TTL.as_millis() as u64,
     );
     let admin = RemotingClient::new();
-    raw::create_topic(&admin, broker.addr(), "Ordered", 4).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while raw::route(&admin, &namesrv_addrs[0], "Ordered")
-        .await
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "no route");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    raw::create_routed_topic(&admin, broker.addr(), &namesrv_addrs[0], "Ordered", 4).await;
     let config = ClientConfig {
         rebalance_interval: Duration::from_millis(300),
         ..ClientConfig::new(namesrv_addrs.clone())

@@ -35,15 +35,7 @@ async fn nacked_messages_come_back_from_the_retry_topic_then_go_to_the_dlq() {
         |config| config.store.message_delay_level = "1s 1s 1s 1s 1s".into(),
     );
     let admin = RemotingClient::new();
-    raw::create_topic(&admin, broker.addr(), "RetryT", 2).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while raw::route(&admin, &namesrv_addrs[0], "RetryT")
-        .await
-        .is_none()
-    {
-        assert!(Instant::now() < deadline, "no route");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    raw::create_routed_topic(&admin, broker.addr(), &namesrv_addrs[0], "RetryT", 2).await;
     let config = ClientConfig {
         rebalance_interval: Duration::from_millis(500),
         ..ClientConfig::new(namesrv_addrs.clone())

@@ -26,6 +26,25 @@ pub async fn create_topic(client: &RemotingClient, broker: &str, topic: &str, qu
     assert!(resp.is_success(), "create topic {topic}: {resp:?}");
 }
 
+/// Creates `topic` on `broker` and waits (up to 10 s) until `namesrv` routes it.
+pub async fn create_routed_topic(
+    client: &RemotingClient,
+    broker: &str,
+    namesrv: &str,
+    topic: &str,
+    queues: i32,
+) {
+    create_topic(client, broker, topic, queues).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while route(client, namesrv, topic).await.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no route for {topic} on {namesrv}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The route of `topic` from one NameServer; `None` for TOPIC_NOT_EXIST.
 pub async fn route(client: &RemotingClient, namesrv: &str, topic: &str) -> Option<TopicRouteData> {
     let cmd = RemotingCommand::request_with(
