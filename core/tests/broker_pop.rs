@@ -61,6 +61,16 @@ struct Client {
 
 impl Client {
     async fn pop(&self, max: i32, invisible_ms: i64, poll_ms: i64) -> (i32, Vec<Popped>) {
+        self.pop_tagged(max, invisible_ms, poll_ms, None).await
+    }
+
+    async fn pop_tagged(
+        &self,
+        max: i32,
+        invisible_ms: i64,
+        poll_ms: i64,
+        tags: Option<&str>,
+    ) -> (i32, Vec<Popped>) {
         let header = PopMessageRequestHeader {
             consumer_group: self.group.clone(),
             topic: self.topic.clone(),
@@ -70,8 +80,8 @@ impl Client {
             poll_time: poll_ms,
             born_time: 0,
             init_mode: 0,
-            exp_type: None,
-            exp: None,
+            exp_type: tags.map(|_| "TAG".to_string()),
+            exp: tags.map(str::to_string),
             order: None,
             attempt_id: None,
         };
@@ -129,10 +139,14 @@ impl Client {
     }
 
     async fn send(&self, queue_id: i32, body: &str) -> SendMessageResponseHeader {
+        self.send_tagged(queue_id, "A", body).await
+    }
+
+    async fn send_tagged(&self, queue_id: i32, tag: &str, body: &str) -> SendMessageResponseHeader {
         let resp = send_v2(
             &self.remoting,
             &self.addr,
-            &send_header(&self.topic, queue_id, "A", "k"),
+            &send_header(&self.topic, queue_id, tag, "k"),
             body,
         )
         .await;
@@ -497,5 +511,24 @@ async fn batch_acks_give_a_verdict_per_receipt_and_survive_a_restart() {
     }
     assert_eq!(sorted_bodies(&back), sorted_bodies(&got[3..]));
     assert!(back.iter().all(|p| p.reconsume == 1));
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_expression_pops_only_matching_messages_and_moves_past_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(pop_config(dir.path())).await.unwrap();
+    let c = setup(&broker, "T", 1).await;
+    for (i, tag) in ["A", "B", "C", "B", "A"].iter().enumerate() {
+        c.send_tagged(0, tag, &format!("{tag}{i}")).await;
+    }
+    wait_dispatched(&c.remoting, &c.addr, "T", 0, 5).await;
+    let (_, got) = c.pop_tagged(32, 5_000, 0, Some("A || C")).await;
+    assert_eq!(sorted_bodies(&got), ["A0", "A4", "C2"]);
+    // The group's position moved past the B messages too: nothing more for it.
+    let (code, rest) = c.pop_tagged(32, 5_000, 0, Some("A || C")).await;
+    assert_eq!((code, rest.len()), (response::PULL_NOT_FOUND, 0));
+    let (code, _) = c.pop_tagged(32, 5_000, 0, Some("A ||")).await;
+    assert_eq!(code, response::SUBSCRIPTION_PARSE_FAILED);
     broker.shutdown().await.unwrap();
 }
