@@ -3,6 +3,8 @@
 //!
 //! A message goes to the dead-letter queue first and leaves the in-flight table after (both
 //! durably), so a crash in between delivers it to the dead-letter queue twice, never zero times.
+//! It leaves the table only if its delivery is still the one that expired: an ack or visibility
+//! change that raced with the copy wins (the copy in the dead-letter queue stays).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,15 +84,17 @@ async fn dead_letter(state: &Arc<BrokerState>, message: &Exhausted) -> Result<()
     }
     let journaled = state
         .pops
-        .drop_entries(
-            &state.store,
-            &message.group,
-            &message.topic,
-            message.queue_id,
-            vec![message.queue_offset],
-        )
+        .drop_exhausted(&state.store, message)
         .map_err(|e| e.to_string())?;
-    journaled.durable().await.map_err(|e| e.to_string())?;
+    match journaled {
+        Some(journaled) => {
+            journaled.durable().await.map_err(|e| e.to_string())?;
+        }
+        None => {
+            tracing::info!(group = %message.group, topic = %message.topic, offset = message.queue_offset, "dead-lettered message was acked or renewed meanwhile; it stays with its consumer");
+            return Ok(());
+        }
+    }
     // A FIFO queue blocked behind this message may go on.
     state.long_poll.wake_topic(&message.topic);
     Ok(())

@@ -96,6 +96,8 @@ pub struct Exhausted {
     pub queue_id: i32,
     pub queue_offset: u64,
     pub reconsume_times: i32,
+    /// The delivery that expired; the entry is dropped only if it is still this one.
+    pub version: i64,
 }
 
 pub struct PopLedger {
@@ -444,6 +446,7 @@ impl PopLedger {
                         queue_id: key.queue_id,
                         queue_offset: offset,
                         reconsume_times: entry.reconsume_times,
+                        version: entry.version,
                     });
                 }
             }
@@ -466,22 +469,33 @@ impl PopLedger {
         topics
     }
 
-    /// Removes messages that were moved to the dead-letter queue.
-    pub fn drop_entries<'s>(
+    /// Removes a message that was moved to the dead-letter queue, unless its delivery changed
+    /// meanwhile (acked, or its invisibility changed by a consumer that still holds it): then
+    /// nothing is dropped and `None` is returned.
+    pub fn drop_exhausted<'s>(
         &self,
         store: &'s MessageStore,
-        group: &str,
-        topic: &str,
-        queue_id: i32,
-        offsets: Vec<u64>,
-    ) -> Result<Appended<'s>, StoreError> {
+        message: &Exhausted,
+    ) -> Result<Option<Appended<'s>>, StoreError> {
         let mut table = self.lock();
         let key = QueueKey {
-            group: group.to_string(),
-            topic: topic.to_string(),
-            queue_id,
+            group: message.group.clone(),
+            topic: message.topic.clone(),
+            queue_id: message.queue_id,
         };
-        self.record(&mut table, store, Event::Drop { key, offsets })
+        let current = table
+            .queues
+            .get(&key)
+            .and_then(|q| q.inflight.get(&message.queue_offset))
+            .is_some_and(|e| e.version == message.version);
+        if !current {
+            return Ok(None);
+        }
+        let event = Event::Drop {
+            key,
+            offsets: vec![message.queue_offset],
+        };
+        self.record(&mut table, store, event).map(Some)
     }
 
     /// Writes the snapshot if anything changed since the last one, so the journal replayed at the
