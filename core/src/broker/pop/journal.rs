@@ -106,7 +106,17 @@ const REPLAY_CHUNK: usize = 1024;
 /// damage; it is reported, never skipped silently.
 pub fn read_from(store: &MessageStore, from: u64) -> Result<Vec<Event>, String> {
     let mut events = Vec::new();
-    let mut offset = from.max(store.min_offset(JOURNAL_TOPIC, 0));
+    let min = store.min_offset(JOURNAL_TOPIC, 0);
+    if from < min {
+        // Retention removed journal records the snapshot did not cover (snapshots stopped being
+        // written for longer than the retention time): their changes are lost.
+        tracing::error!(
+            from,
+            min,
+            "pop journal records between the snapshot and the oldest kept record are gone"
+        );
+    }
+    let mut offset = from.max(min);
     let end = store.max_offset(JOURNAL_TOPIC, 0);
     while offset < end {
         let got = store.get_messages(JOURNAL_TOPIC, 0, offset, REPLAY_CHUNK, usize::MAX, None);
