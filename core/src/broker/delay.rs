@@ -16,9 +16,7 @@
 //! either are refused (see [`refuse_in_batch`]); RocketMQ's own producer refuses delay levels in
 //! batches too.
 
-use crate::store::{
-    Message, Properties, SCHEDULE_TOPIC, StoredMessage, TIMER_TOPIC, property, sys_flag,
-};
+use crate::store::{Message, Properties, SCHEDULE_TOPIC, StoredMessage, TIMER_TOPIC, property};
 
 /// A timer due sooner than this (or already past) goes straight to its real topic.
 pub const TIMER_DIRECT_WINDOW_MS: i64 = 1_000;
@@ -172,29 +170,17 @@ pub(crate) fn strip_delay_properties(properties: &mut Properties) {
 /// the message's id; flag, born time and host, reconsume times and body are kept.
 ///
 /// `None` when the record lacks a usable `REAL_TOPIC`.
-pub(crate) fn restore_real(stored: StoredMessage) -> Option<(Message, i32)> {
-    let mut properties = stored.properties;
+pub(crate) fn restore_real(mut stored: StoredMessage) -> Option<(Message, i32)> {
+    let properties = &mut stored.properties;
     let topic = properties.remove(property::REAL_TOPIC)?;
     let queue_id = properties
         .remove(property::REAL_QID)
         .and_then(|q| q.parse::<i32>().ok())
         .filter(|&q| q >= 0)
         .unwrap_or(0);
-    strip_delay_properties(&mut properties);
+    strip_delay_properties(properties);
     properties.remove(property::IDEMPOTENCY_KEY);
-    let message = Message {
-        topic,
-        queue_id,
-        flag: stored.flag,
-        body: stored.body,
-        properties,
-        sys_flag: stored.sys_flag & !(sys_flag::BORN_HOST_V6 | sys_flag::STORE_HOST_V6),
-        born_timestamp: stored.born_timestamp,
-        born_host: stored.born_host,
-        reconsume_times: stored.reconsume_times,
-        prepared_transaction_offset: 0,
-    };
-    Some((message, queue_id))
+    Some((stored.into_message(topic, queue_id), queue_id))
 }
 
 #[cfg(test)]

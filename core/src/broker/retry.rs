@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use crate::protocol::body::TopicConfig;
 use crate::protocol::codes::perm;
-use crate::store::{
-    DLQ_TOPIC_PREFIX, Message, RETRY_TOPIC_PREFIX, StoredMessage, property, sys_flag,
-};
+use crate::store::{DLQ_TOPIC_PREFIX, Message, RETRY_TOPIC_PREFIX, StoredMessage, property};
 
+use super::delay::strip_delay_properties;
 use super::state::BrokerState;
 
 pub fn retry_topic(group: &str) -> String {
@@ -25,39 +24,23 @@ pub fn dlq_topic(group: &str) -> String {
 
 /// A copy of `original` for `topic` (queue 0), delivered for the `reconsume_times`-th time next.
 pub fn copy_for(original: &StoredMessage, topic: &str, reconsume_times: i32) -> Message {
-    let mut properties = original.properties.clone();
+    let origin_topic = original.topic.clone();
+    let origin_id = original
+        .unique_key()
+        .map_or_else(|| original.offset_message_id(), str::to_string);
+    let mut copy = original.clone().into_message(topic.to_string(), 0);
+    copy.reconsume_times = reconsume_times;
+    let properties = &mut copy.properties;
     if properties.get(property::RETRY_TOPIC).is_none() {
-        properties.insert(property::RETRY_TOPIC, original.topic.clone());
+        properties.insert(property::RETRY_TOPIC, origin_topic);
     }
     if properties.get(property::ORIGIN_MESSAGE_ID).is_none() {
-        let origin = original
-            .unique_key()
-            .map_or_else(|| original.offset_message_id(), str::to_string);
-        properties.insert(property::ORIGIN_MESSAGE_ID, origin);
+        properties.insert(property::ORIGIN_MESSAGE_ID, origin_id);
     }
-    for stale in [
-        property::IDEMPOTENCY_KEY,
-        property::DELAY,
-        property::REAL_TOPIC,
-        property::REAL_QID,
-        property::TIMER_DELIVER_MS,
-        property::TIMER_DELAY_SEC,
-        property::POP_CK,
-    ] {
-        properties.remove(stale);
-    }
-    Message {
-        topic: topic.to_string(),
-        queue_id: 0,
-        flag: original.flag,
-        body: original.body.clone(),
-        properties,
-        sys_flag: original.sys_flag & !(sys_flag::BORN_HOST_V6 | sys_flag::STORE_HOST_V6),
-        born_timestamp: original.born_timestamp,
-        born_host: original.born_host,
-        reconsume_times,
-        prepared_transaction_offset: 0,
-    }
+    strip_delay_properties(properties);
+    properties.remove(property::IDEMPOTENCY_KEY);
+    properties.remove(property::POP_CK);
+    copy
 }
 
 /// Makes sure a retry or dead-letter topic exists (one queue, readable and writable, so that an

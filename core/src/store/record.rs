@@ -482,6 +482,25 @@ pub struct StoredMessage {
 }
 
 impl StoredMessage {
+    /// This record as a message to store again under `topic` / `queue_id` (a retry, dead-letter
+    /// or due delayed copy): body, flag, properties, reconsume times and born fields carry over;
+    /// the host-address bits of the sys flag are left to the encoder, which sets them from the
+    /// addresses themselves.
+    pub fn into_message(self, topic: String, queue_id: i32) -> Message {
+        Message {
+            topic,
+            queue_id,
+            flag: self.flag,
+            body: self.body,
+            properties: self.properties,
+            sys_flag: self.sys_flag & !(sys_flag::BORN_HOST_V6 | sys_flag::STORE_HOST_V6),
+            born_timestamp: self.born_timestamp,
+            born_host: self.born_host,
+            reconsume_times: self.reconsume_times,
+            prepared_transaction_offset: 0,
+        }
+    }
+
     /// The offset message id that locates this record (see [`super::message::offset_message_id`]).
     pub fn offset_message_id(&self) -> String {
         super::message::offset_message_id(self.store_host, self.physical_offset)
