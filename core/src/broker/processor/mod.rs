@@ -85,6 +85,28 @@ fn bad_header(e: HeaderError) -> RemotingCommand {
     RemotingCommand::error(response::SYSTEM_ERROR, e.to_string())
 }
 
+/// The topic a consumer reads from (`reading`: "pulling", "popping"), if it exists and is
+/// readable; otherwise RocketMQ's answer (TOPIC_NOT_EXIST or NO_PERMISSION).
+fn readable_topic(
+    state: &BrokerState,
+    topic: &str,
+    reading: &str,
+) -> Result<crate::protocol::body::TopicConfig, RemotingCommand> {
+    let Some(config) = state.topics.get(topic) else {
+        return Err(RemotingCommand::error(
+            response::TOPIC_NOT_EXIST,
+            format!("topic[{topic}] not exist, apply first please!"),
+        ));
+    };
+    if !crate::protocol::codes::perm::is_readable(config.perm) {
+        return Err(RemotingCommand::error(
+            response::NO_PERMISSION,
+            format!("the topic[{topic}] {reading} message is forbidden"),
+        ));
+    }
+    Ok(config)
+}
+
 /// Group names: what offsets files and retry topic names can hold.
 fn valid_group(group: &str) -> bool {
     !group.is_empty()

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use crate::protocol::body::{
     BatchAckRequestBody, BatchAckResponseBody, MAX_BATCH_ACKS, decode_json, encode_json,
 };
-use crate::protocol::codes::{perm, response};
+use crate::protocol::codes::response;
 use crate::protocol::headers::{
     AckMessageRequestHeader, ChangeInvisibleTimeRequestHeader, ChangeInvisibleTimeResponseHeader,
     PopMessageRequestHeader, PopMessageResponseHeader,
@@ -26,7 +26,7 @@ use super::super::config::MAX_PULL_SUSPEND;
 use super::super::pop::{PopError, PopOutcome, PopRequest, ReceiptHandle};
 use super::super::state::BrokerState;
 use super::send::store_error;
-use super::{bad_group, bad_header, valid_group};
+use super::{bad_group, bad_header, readable_topic, valid_group};
 
 /// `None` when the connection closed while the pop was held.
 pub(super) async fn pop(
@@ -147,18 +147,7 @@ fn check_pop(
     if !valid_group(&header.consumer_group) {
         return Err(bad_group(&header.consumer_group));
     }
-    let Some(topic) = state.topics.get(&header.topic) else {
-        return Err(RemotingCommand::error(
-            response::TOPIC_NOT_EXIST,
-            format!("topic[{}] not exist, apply first please!", header.topic),
-        ));
-    };
-    if !perm::is_readable(topic.perm) {
-        return Err(RemotingCommand::error(
-            response::NO_PERMISSION,
-            format!("the topic[{}] popping message is forbidden", header.topic),
-        ));
-    }
+    let topic = readable_topic(state, &header.topic, "popping")?;
     let queue_ids = match header.queue_id {
         -1 => (0..topic.read_queue_nums).collect(),
         q if (0..topic.read_queue_nums).contains(&q) => vec![q],

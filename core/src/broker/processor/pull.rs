@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::protocol::codes::{perm, response};
+use crate::protocol::codes::response;
 use crate::protocol::headers::{
     PullMessageRequestHeader, PullMessageResponseHeader, pull_sys_flag,
 };
@@ -20,7 +20,7 @@ use crate::store::{GetResult, GetStatus};
 
 use super::super::config::MAX_PULL_SUSPEND;
 use super::super::state::BrokerState;
-use super::{bad_group, bad_header, valid_group};
+use super::{bad_group, bad_header, readable_topic, valid_group};
 
 /// `None` when the connection closed while the pull was held (nobody to answer).
 pub(super) async fn pull(
@@ -35,21 +35,10 @@ pub(super) async fn pull(
     if !valid_group(&header.consumer_group) {
         return Some(bad_group(&header.consumer_group));
     }
-    let Some(topic) = state.topics.get(&header.topic) else {
-        return Some(RemotingCommand::error(
-            response::TOPIC_NOT_EXIST,
-            format!("topic[{}] not exist, apply first please!", header.topic),
-        ));
+    let topic = match readable_topic(state, &header.topic, "pulling") {
+        Ok(topic) => topic,
+        Err(response) => return Some(response),
     };
-    if !perm::is_readable(topic.perm) {
-        return Some(RemotingCommand::error(
-            response::NO_PERMISSION,
-            format!(
-                "the topic[{}] pulling message is forbidden",
-                topic.topic_name
-            ),
-        ));
-    }
     if header.queue_id < 0 || header.queue_id >= topic.read_queue_nums {
         return Some(RemotingCommand::error(
             response::SYSTEM_ERROR,
