@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use tern_core::protocol::body::{RegisterBrokerBody, TopicList, decode_json, encode_json};
 use tern_core::protocol::codes::{request, response};
 use tern_core::protocol::headers::{
-    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, TopicRequestHeader,
-    UnregisterBrokerRequestHeader,
+    DeleteTopicFromNamesrvRequestHeader, RegisterBrokerRequestHeader, RegisterBrokerResponseHeader,
+    TopicRequestHeader, UnregisterBrokerRequestHeader,
 };
 use tern_core::protocol::{Connection, HeaderError, RemotingCommand, RequestHandler};
 
@@ -72,6 +72,7 @@ impl NamesrvProcessor {
             request::GET_BROKER_CLUSTER_INFO => {
                 Ok(RemotingCommand::success().with_body(encode_json(&self.routes.cluster_info())))
             }
+            request::DELETE_TOPIC_IN_NAMESRV => self.delete_topic(req),
             request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => {
                 let list = TopicList {
                     topic_list: self.routes.topic_list(),
@@ -134,6 +135,14 @@ impl NamesrvProcessor {
         // Answered SUCCESS either way, like RocketMQ: the broker is gone from the routes after it.
         self.routes
             .unregister(&header.broker_name, &header.broker_addr);
+        Ok(RemotingCommand::success())
+    }
+
+    /// Answered SUCCESS whether or not the topic had a route, like RocketMQ.
+    fn delete_topic(&self, req: &RemotingCommand) -> Result<RemotingCommand, RequestError> {
+        let header: DeleteTopicFromNamesrvRequestHeader = req.header()?;
+        let cluster = header.cluster_name.as_deref().filter(|c| !c.is_empty());
+        self.routes.delete_topic(&header.topic, cluster);
         Ok(RemotingCommand::success())
     }
 
@@ -253,6 +262,41 @@ mod tests {
             &RemotingCommand::request(request::GET_ALL_TOPIC_LIST_FROM_NAMESERVER),
         );
         assert_eq!(&resp.body[..], br#"{"topicList":["t"]}"#);
+    }
+
+    #[test]
+    fn deletes_a_topic_from_the_routes() {
+        let p = processor();
+        assert!(
+            p.process(
+                Some(1),
+                &register_request("a", "h:1", 0, &body(&["t", "u"]))
+            )
+            .is_success()
+        );
+        let delete = |topic: &str| {
+            RemotingCommand::request_with(
+                request::DELETE_TOPIC_IN_NAMESRV,
+                &DeleteTopicFromNamesrvRequestHeader {
+                    topic: topic.into(),
+                    cluster_name: None,
+                },
+            )
+        };
+        assert!(p.process(None, &delete("t")).is_success());
+        assert_eq!(
+            p.process(None, &route_request("t")).code,
+            response::TOPIC_NOT_EXIST
+        );
+        assert!(p.process(None, &route_request("u")).is_success());
+        // Unknown topic: still SUCCESS; no topic field: the reason.
+        assert!(p.process(None, &delete("t")).is_success());
+        let resp = p.process(
+            None,
+            &RemotingCommand::request(request::DELETE_TOPIC_IN_NAMESRV),
+        );
+        assert_eq!(resp.code, response::SYSTEM_ERROR);
+        assert!(resp.remark_or_empty().contains("topic"));
     }
 
     #[test]

@@ -236,6 +236,51 @@ impl RouteTable {
         }
     }
 
+    /// DELETE_TOPIC_IN_NAMESRV: removes `topic`'s queue data of every broker group, or of the
+    /// groups of `cluster` only; returns how many groups lost it.
+    ///
+    /// Tern's brokers re-register as soon as their topic table changes, and a master's table
+    /// replaces its group's queue data, so a topic deleted on its brokers leaves the routes without
+    /// this request; it exists for admin tools that send it (RocketMQ's `mqadmin deleteTopic`,
+    /// `client::Admin`). The NameServer mirrors the brokers' tables, so it must not hide a topic a
+    /// broker still serves: the data version remembered for each affected master is forgotten,
+    /// and that master's next registration applies its whole table again (a broker that still
+    /// has the topic puts it back within one registration interval).
+    pub fn delete_topic(&self, topic: &str, cluster: Option<&str>) -> usize {
+        let mut tables = self.lock();
+        let Tables {
+            topics,
+            brokers,
+            live,
+            ..
+        } = &mut *tables;
+        let Some(queues) = topics.get_mut(topic) else {
+            return 0;
+        };
+        let removed: Vec<String> = queues
+            .keys()
+            .filter(|name| {
+                cluster.is_none_or(|c| brokers.get(*name).is_some_and(|data| data.cluster == c))
+            })
+            .cloned()
+            .collect();
+        for name in &removed {
+            queues.remove(name);
+            if let Some(master) = brokers.get(name).and_then(BrokerData::master_addr)
+                && let Some(entry) = live.get_mut(master)
+            {
+                entry.data_version = DataVersion::default();
+            }
+        }
+        if queues.is_empty() {
+            topics.remove(topic);
+        }
+        if !removed.is_empty() {
+            tracing::info!(topic, ?cluster, groups = ?removed, "topic deleted from the routes");
+        }
+        removed.len()
+    }
+
     /// Drops every broker that registered over connection `connection_id`; returns how many.
     pub fn connection_closed(&self, connection_id: u64) -> usize {
         let mut tables = self.lock();

@@ -264,6 +264,15 @@ command_header! {
 }
 
 command_header! {
+    /// DELETE_TOPIC_IN_NAMESRV (216): RocketMQ 5's header; without `clusterName` the topic leaves
+    /// every broker group's route.
+    pub struct DeleteTopicFromNamesrvRequestHeader {
+        pub topic: String = "topic",
+        pub cluster_name: Option<String> = "clusterName",
+    }
+}
+
+command_header! {
     /// CONSUMER_SEND_MSG_BACK (36): a classic consumer hands a message it failed to consume back
     /// to the broker, which stores a copy in `%RETRY%<group>` (or `%DLQ%<group>`).
     pub struct ConsumerSendMsgBackRequestHeader {

@@ -146,6 +146,44 @@ fn an_unchanged_data_version_is_only_a_refresh() {
 }
 
 #[test]
+fn deleting_a_topic_and_a_broker_that_still_has_it_puts_it_back() {
+    let table = RouteTable::new();
+    let now = Instant::now();
+    register(
+        &table,
+        reg("c1", "a", "h:1", 0, Some(wrapper(1, &[("x", 1), ("y", 1)]))),
+        now,
+    );
+    register(
+        &table,
+        reg("c2", "b", "h:2", 0, Some(wrapper(1, &[("x", 2)]))),
+        now,
+    );
+    // Only cluster c2's groups.
+    assert_eq!(table.delete_topic("x", Some("c2")), 1);
+    table.check_invariants();
+    assert_eq!(route_brokers(&table, "x"), ["a"]);
+    assert_eq!(table.delete_topic("x", Some("nope")), 0);
+    // Every group; the topic is gone, other topics stay.
+    assert_eq!(table.delete_topic("x", None), 1);
+    table.check_invariants();
+    assert!(table.topic_route("x").is_none());
+    assert!(!table.topic_list().contains("x"));
+    assert_eq!(route_brokers(&table, "y"), ["a"]);
+    assert_eq!(table.delete_topic("x", None), 0);
+    // Broker a re-registers the same version: it still serves x, so the route comes back.
+    register(
+        &table,
+        reg("c1", "a", "h:1", 0, Some(wrapper(1, &[("x", 1), ("y", 1)]))),
+        now,
+    );
+    assert_eq!(route_brokers(&table, "x"), ["a"]);
+    // Broker b deleted it too: its next version leaves it out.
+    register(&table, reg("c2", "b", "h:2", 0, Some(wrapper(2, &[]))), now);
+    assert_eq!(route_brokers(&table, "x"), ["a"]);
+}
+
+#[test]
 fn a_registration_without_body_keeps_the_routes() {
     let table = RouteTable::new();
     let now = Instant::now();
