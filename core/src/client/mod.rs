@@ -14,11 +14,14 @@
 //! - [`PopConsumer`]: pop consumption (the broker assigns messages; ack, nack, visibility).
 //! - [`message_id`] / [`client_id`]: `UNIQ_KEY` generation and client identity.
 //! - [`queue_lock`]: raw LOCK_BATCH_MQ / UNLOCK_BATCH_MQ calls for orderly consumption.
+//! - [`Admin`]: broker groups, topic creation, deletion and listing, queue and group offsets
+//!   (lag, resets), message lookups by id or key.
 //! - [`rebalance`]: RocketMQ's average allocation; [`process_queue`]: the safe commit offset.
 //!
 //! Every method that reaches the network returns [`ClientError`]; nothing a peer sends can make
 //! the client panic.
 
+pub mod admin;
 pub mod client_id;
 pub mod config;
 pub mod consumer;
@@ -40,6 +43,7 @@ pub mod subscription;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{Admin, GroupQueueOffset, QueueOffsets, ResetTarget};
 pub use config::ClientConfig;
 pub use consumer::{ConsumerGroup, MessageStream};
 pub use consumer_config::{AckMode, ConsumeFrom, ConsumerConfig, MessageModel};

@@ -394,6 +394,12 @@ impl Drop for RouteCache {
 /// Decodes a route body. Java NameServers serialise with fastjson, which writes the integer keys of
 /// `brokerAddrs` unquoted (`{0:"ip:port"}`); such a body is repaired and decoded again.
 pub fn decode_route(body: &[u8]) -> Result<TopicRouteData, String> {
+    decode_fastjson(body)
+}
+
+/// Decodes a NameServer's JSON body that may hold fastjson's unquoted integer keys (routes,
+/// cluster info), repairing it when plain JSON fails.
+pub(crate) fn decode_fastjson<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     decode_json(body).or_else(|first| decode_json(&quote_integer_keys(body)).map_err(|_| first))
 }
 
