@@ -1,3 +1,4 @@
 //! Tern's gateway: the stateless HTTP/QUIC edge in front of the brokers.
 
 pub mod auth;
+pub mod receipt;
