@@ -33,12 +33,13 @@ impl Producer {
         self.send_keyed(&msg, key).await
     }
 
-    /// The keyed send: the key's queue, retried there on transport failures, busy brokers and
-    /// in-flight answers until the send's time budget runs out.
+    /// The keyed send: the queue `pin` hashes to (the idempotency key, or the ordering key when
+    /// there is one), retried there on transport failures, busy brokers and in-flight answers
+    /// until the send's time budget runs out.
     pub(super) async fn send_keyed(
         &self,
         msg: &Message,
-        key: &str,
+        pin: &str,
     ) -> Result<SendResult, ClientError> {
         let deadline = Instant::now() + self.config.request_timeout;
         let (prepared, msg_id) = self.prepare(msg)?;
@@ -46,7 +47,7 @@ impl Producer {
         loop {
             let route = self.route_until(&prepared.topic, deadline).await?;
             let queue = route
-                .queue_for_key(key)
+                .queue_for_key(pin)
                 .ok_or_else(|| ClientError::NoWritableQueue {
                     topic: prepared.topic.clone(),
                 })?

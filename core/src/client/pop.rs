@@ -88,7 +88,8 @@ pub struct PopConsumer {
     group: String,
     remoting: Arc<RemotingClient<RejectRequests>>,
     routes: Arc<RouteCache>,
-    refresher: JoinHandle<()>,
+    /// Set when this consumer created its pool and cache (and so closes them).
+    refresher: Option<JoinHandle<()>>,
     /// Rotates the broker a receive starts with, so that brokers share the load.
     rotation: AtomicUsize,
 }
@@ -97,19 +98,33 @@ impl PopConsumer {
     /// Must be called inside a Tokio runtime: it starts the route refresher.
     pub fn new(config: ClientConfig, group: impl Into<String>) -> Result<PopConsumer, ClientError> {
         config.validate()?;
-        let group = group.into();
-        check_group(&group)?;
         let routes = Arc::new(RouteCache::new(
             config.namesrv_addrs.clone(),
             config.request_timeout,
         ));
         let refresher = routes.spawn_refresher(config.route_refresh);
+        let mut consumer =
+            PopConsumer::with_parts(config, group, Arc::new(RemotingClient::new()), routes)?;
+        consumer.refresher = Some(refresher);
+        Ok(consumer)
+    }
+
+    /// A pop consumer over an existing connection pool and route cache (whose owner refreshes
+    /// and closes them). Cheap: a gateway makes one per group it serves.
+    pub fn with_parts(
+        config: ClientConfig,
+        group: impl Into<String>,
+        remoting: Arc<RemotingClient<RejectRequests>>,
+        routes: Arc<RouteCache>,
+    ) -> Result<PopConsumer, ClientError> {
+        let group = group.into();
+        check_group(&group)?;
         Ok(PopConsumer {
             config,
             group,
-            remoting: Arc::new(RemotingClient::new()),
+            remoting,
             routes,
-            refresher,
+            refresher: None,
             rotation: AtomicUsize::new(0),
         })
     }
@@ -390,10 +405,13 @@ impl PopConsumer {
         }
     }
 
+    /// Closes every connection and stops the route refresher, if this consumer owns them.
     pub fn shutdown(&self) {
-        self.refresher.abort();
-        self.routes.close();
-        self.remoting.close_all();
+        if let Some(refresher) = &self.refresher {
+            refresher.abort();
+            self.routes.close();
+            self.remoting.close_all();
+        }
     }
 }
 

@@ -193,8 +193,13 @@ impl Producer {
     }
 
     /// Sends to the queue `key` maps to (`abs(javaHashCode(key) % n)` over the sorted write
-    /// queues). No retry on another queue: that would break the key's order.
+    /// queues). No retry on another queue: that would break the key's order. A message with an
+    /// idempotency key is retried on that same queue (a repeat is answered with the first
+    /// result, so the retry cannot reorder or duplicate).
     pub async fn send_ordered(&self, msg: &Message, key: &str) -> Result<SendResult, ClientError> {
+        if msg.idempotency_key().is_some() {
+            return self.send_keyed(msg, key).await;
+        }
         let deadline = Instant::now() + self.config.request_timeout;
         let (prepared, msg_id) = self.prepare(msg)?;
         let route = self.route_until(&prepared.topic, deadline).await?;

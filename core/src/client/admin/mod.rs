@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tokio::task::JoinHandle;
 
-use crate::protocol::body::{ClusterInfo, TopicList, TopicRouteData, decode_json};
+use crate::protocol::body::{
+    ClusterInfo, SubscriptionGroupConfig, TopicList, TopicRouteData, decode_json, encode_json,
+};
 use crate::protocol::codes::{perm, request, response};
 use crate::protocol::headers::{
     CreateTopicRequestHeader, DeleteTopicFromNamesrvRequestHeader, TopicRequestHeader,
@@ -258,6 +260,29 @@ impl Admin {
         // Fetching now finds no route and drops the cached one.
         let _ = self.routes.refresh(topic).await;
         Ok(())
+    }
+
+    /// Creates or updates a consumer group's settings (FIFO, retries) on every registered master
+    /// (UPDATE_AND_CREATE_SUBSCRIPTIONGROUP), so the group behaves the same on every broker
+    /// whichever topics it consumes. A master registered later gets default settings until this
+    /// is called again.
+    pub async fn configure_group(
+        &self,
+        config: &SubscriptionGroupConfig,
+    ) -> Result<(), ClientError> {
+        check_group_arg(&config.group_name)?;
+        let masters = self.masters().await?;
+        if masters.is_empty() {
+            return Err(ClientError::NoBrokerAddress {
+                broker_name: "*".into(),
+            });
+        }
+        let body = encode_json(config);
+        self.on_every_master(&masters, || {
+            RemotingCommand::request(request::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP)
+                .with_body(body.clone())
+        })
+        .await
     }
 
     /// Closes every connection and stops the route refresher.

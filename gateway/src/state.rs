@@ -1,0 +1,152 @@
+//! [`Gateway`]: everything a request handler reaches, shared by all connections.
+//!
+//! The gateway keeps no durable state: offsets, in-flight receipts and the idempotency window
+//! live in the brokers, so this struct holds only clients (connection pools and route caches),
+//! keys and counters. Any instance can serve any request, and a restart loses nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tern_core::client::{Admin, ClientConfig, PopConsumer, Producer, PullConsumer, RouteCache};
+use tern_core::protocol::RemotingClient;
+use tokio::sync::{Semaphore, watch};
+
+use crate::auth::Verifier;
+use crate::config::GatewayConfig;
+use crate::http::in_flight::WindowRegistry;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::receipt::ReceiptSealer;
+
+/// The producer group the gateway sends with (brokers only check its syntax).
+const PRODUCER_GROUP: &str = "tern-gateway";
+/// Pop consumers kept at most (one per broker-side group; each is a few hundred bytes sharing one
+/// connection pool). Beyond it the cache is cleared and rebuilt on demand.
+const MAX_POP_GROUPS: usize = 10_000;
+
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub producer: Producer,
+    pub puller: PullConsumer,
+    pub admin: Admin,
+    /// `None` when auth is off.
+    pub verifier: Option<Verifier>,
+    pub sealer: ReceiptSealer,
+    pub limiter: RateLimiter,
+    pub metrics: Metrics,
+    /// Open SSE streams; each holds a permit.
+    pub streams: Arc<Semaphore>,
+    /// The in-flight windows of this gateway's manual-ack streams.
+    pub windows: WindowRegistry,
+    /// Flips to `true` when the gateway starts shutting down: SSE streams end, long polls are
+    /// not started any more.
+    pub shutdown: watch::Receiver<bool>,
+    remoting: Arc<RemotingClient>,
+    routes: Arc<RouteCache>,
+    refresher: tokio::task::JoinHandle<()>,
+    client_config: ClientConfig,
+    pops: Mutex<HashMap<String, Arc<PopConsumer>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("auth: {0}")]
+    Auth(String),
+    #[error("receipt keys: {0}")]
+    Receipt(String),
+    #[error("client: {0}")]
+    Client(#[from] tern_core::client::ClientError),
+}
+
+impl Gateway {
+    /// Builds the clients and keys. Must run inside a Tokio runtime (route refreshers start).
+    pub fn new(
+        config: GatewayConfig,
+        receipt_keys: Vec<String>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Gateway, StartError> {
+        config.validate()?;
+        let mut client_config = ClientConfig::new(config.namesrv_addrs.clone());
+        client_config.request_timeout = config.broker_timeout();
+        client_config.validate()?;
+        let verifier = if config.auth.enabled {
+            Some(Verifier::from_config(&config.auth).map_err(|e| StartError::Auth(e.to_string()))?)
+        } else {
+            None
+        };
+        let sealer = ReceiptSealer::from_text_keys(&receipt_keys)
+            .map_err(|e| StartError::Receipt(e.to_string()))?;
+        let routes = Arc::new(RouteCache::new(
+            client_config.namesrv_addrs.clone(),
+            client_config.request_timeout,
+        ));
+        let refresher = routes.spawn_refresher(client_config.route_refresh);
+        let remoting = Arc::new(RemotingClient::new());
+        let puller = PullConsumer::with_parts(
+            client_config.clone(),
+            PRODUCER_GROUP,
+            remoting.clone(),
+            routes.clone(),
+        )?;
+        Ok(Gateway {
+            producer: Producer::new(client_config.clone(), PRODUCER_GROUP)?,
+            admin: Admin::new(client_config.clone())?,
+            puller,
+            verifier,
+            sealer,
+            limiter: RateLimiter::new(&config.rate_limit),
+            metrics: Metrics::default(),
+            streams: Arc::new(Semaphore::new(config.sse.max_streams)),
+            windows: WindowRegistry::default(),
+            shutdown,
+            remoting,
+            routes,
+            refresher,
+            client_config,
+            pops: Mutex::new(HashMap::new()),
+            config,
+        })
+    }
+
+    /// The pop consumer of a broker-side group.
+    pub fn pop_consumer(
+        &self,
+        group: &str,
+    ) -> Result<Arc<PopConsumer>, tern_core::client::ClientError> {
+        let mut pops = self.pops.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(consumer) = pops.get(group) {
+            return Ok(consumer.clone());
+        }
+        if pops.len() >= MAX_POP_GROUPS {
+            pops.clear();
+        }
+        let consumer = Arc::new(PopConsumer::with_parts(
+            self.client_config.clone(),
+            group,
+            self.remoting.clone(),
+            self.routes.clone(),
+        )?);
+        pops.insert(group.to_string(), consumer.clone());
+        Ok(consumer)
+    }
+
+    /// The shared route cache (pulls and pops).
+    pub fn routes(&self) -> &Arc<RouteCache> {
+        &self.routes
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Closes every broker connection and stops the route refreshers.
+    pub fn close(&self) {
+        self.producer.shutdown();
+        self.admin.shutdown();
+        self.refresher.abort();
+        self.routes.close();
+        self.remoting.close_all();
+    }
+}
