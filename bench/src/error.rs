@@ -31,6 +31,13 @@ pub enum BenchError {
         context: String,
         source: BrokerError,
     },
+    /// An HTTP exchange with the gateway (or the bare server) that failed below the status code:
+    /// connecting, a closed connection, a malformed response.
+    #[error("{context}: {source}")]
+    Http {
+        context: String,
+        source: hyper::Error,
+    },
     /// Ctrl-C: the run stopped early; everything it started has been cleaned up.
     #[error("interrupted")]
     Interrupted,
@@ -78,6 +85,15 @@ impl<T> Context<T> for std::result::Result<T, RemotingError> {
 impl<T> Context<T> for std::result::Result<T, BrokerError> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| BenchError::Broker {
+            context: what(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, hyper::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| BenchError::Http {
             context: what(),
             source,
         })

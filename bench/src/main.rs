@@ -1,11 +1,12 @@
 //! `tern-bench`: Tern's load generator and benchmarks.
 //!
 //! Each subcommand lives in its own module; `main` only parses the command line and dispatches,
-//! so adding a benchmark (`store`, `broker`, later `http`) means adding a module and an enum
+//! so adding a benchmark (`store`, `broker`, `http`, ...) means adding a module and an enum
 //! variant.
 
 mod broker;
 mod error;
+mod http;
 mod raw;
 mod stats;
 mod store;
@@ -48,9 +49,15 @@ enum Command {
     /// Pop consumption benchmark: pop + ack throughput and latency with 1 and 16 consumers,
     /// beside pull consumption of the same messages on the same broker.
     Pop(broker::pop::PopArgs),
+    /// HTTP gateway benchmark: produce requests/s and latency through the gateway, and SSE
+    /// delivery rate, against a bare hyper server measured in the same run.
+    Http(http::HttpArgs),
     /// Internal: the loopback echo servers of `tern-bench broker`, run as its child process.
     #[command(hide = true)]
     EchoServer,
+    /// Internal: the bare hyper server of `tern-bench http`, run as its child process.
+    #[command(hide = true)]
+    HttpEchoServer(http::EchoServerArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,7 +67,9 @@ fn main() -> ExitCode {
         Command::Broker(args) => broker::run(args),
         Command::Timer(args) => timer::run(args),
         Command::Pop(args) => broker::pop::run(args),
+        Command::Http(args) => http::run(args),
         Command::EchoServer => broker::run_echo_server(),
+        Command::HttpEchoServer(args) => http::run_echo_server(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -176,3 +176,84 @@ fn broker_invalid_arguments_fail_cleanly() {
         assert!(stderr.contains(mentions), "{args:?}: {stderr}");
     }
 }
+
+/// `tern-bench http --baseline-only` end to end: the bare-server child starts, the load runs
+/// against it, the report and the JSON have the row, and nothing is left behind. (The gateway
+/// belongs to another package, so a test of this one cannot rely on it being built.)
+#[test]
+fn http_baseline_quick_run_prints_a_report() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
+    let json = dir.path().join("results.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_tern-bench"))
+        .args(["http", "--quick", "--baseline-only", "--duration", "0.2"])
+        .args(["--warmup", "0.05", "--connections", "1,8", "--size", "256"])
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("running tern-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "tern-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for expected in [
+        "bare hyper server, 1 connections",
+        "bare hyper server, 8 connections",
+        "### Ratios",
+        "### Target",
+        "not judged in a --quick run",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).expect("valid JSON");
+    let medians = report["medians"].as_array().expect("medians");
+    assert_eq!(medians.len(), 2, "{medians:?}");
+    for row in medians {
+        assert!(
+            row["figures"]["msgs_per_s"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "{row}"
+        );
+        assert_eq!(row["errors"], 0, "{row}");
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("listing")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("results.json")]);
+}
+
+#[test]
+fn http_invalid_arguments_fail_cleanly() {
+    for (args, mentions) in [
+        (
+            &["--baseline-only", "--connections", "0"][..],
+            "--connections",
+        ),
+        (
+            &["--gateway-url", "https://127.0.0.1:1"][..],
+            "--gateway-url",
+        ),
+        (
+            &["--baseline-only", "--gateway-url", "http://127.0.0.1:1"][..],
+            "--gateway-url",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_tern-bench"))
+            .arg("http")
+            .args(args)
+            .output()
+            .expect("running tern-bench");
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(mentions), "{args:?}: {stderr}");
+    }
+}

@@ -52,9 +52,11 @@ pub struct ChildProcess {
 
 impl ChildProcess {
     /// Starts `command` in its own process group with stderr going to `log`, and waits for its
-    /// first stdout line that starts with `ready_prefix`; returns the rest of that line. With
-    /// `stdin_pipe`, the child's stdin is a pipe held open until this is dropped.
-    fn spawn(
+    /// first stdout line that starts with `ready_prefix` (earlier lines are skipped: a process
+    /// that hosts several servers, like `tern-gateway --local`, may announce the others first);
+    /// returns the rest of that line. With `stdin_pipe`, the child's stdin is a pipe held open
+    /// until this is dropped.
+    pub(crate) fn spawn(
         mut command: Command,
         name: &str,
         ready_prefix: &str,
@@ -81,15 +83,26 @@ impl ChildProcess {
             name: name.to_owned(),
             _stdin: stdin,
         };
-        let (tx, rx) = std::sync::mpsc::channel();
+        // Ok(rest of the ready line), or Err(the lines printed before stdout closed).
+        let (tx, rx) = std::sync::mpsc::channel::<std::result::Result<String, Vec<String>>>();
         if let Some(stdout) = stdout {
-            // Reads until EOF, so the child never writes into a closed pipe; only the first line
+            let ready_prefix = ready_prefix.to_owned();
+            // Reads until EOF, so the child never writes into a closed pipe; only the ready line
             // is of interest.
             std::thread::spawn(move || {
                 let mut lines = BufReader::new(stdout).lines();
-                if let Some(Ok(line)) = lines.next() {
-                    let _ = tx.send(line);
-                }
+                let mut before = Vec::new();
+                let ready = loop {
+                    match lines.next() {
+                        Some(Ok(line)) => match line.strip_prefix(&ready_prefix) {
+                            Some(rest) => break Ok(rest.trim().to_owned()),
+                            None if before.len() < 20 => before.push(line),
+                            None => {}
+                        },
+                        _ => break Err(before),
+                    }
+                };
+                let _ = tx.send(ready);
                 for _ in lines {}
             });
         }
@@ -100,10 +113,11 @@ impl ChildProcess {
             BenchError::Invalid(format!("{name} {why}; its log:\n{}", tail.join("\n")))
         };
         match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => match line.strip_prefix(ready_prefix) {
-                Some(rest) => Ok((process, rest.trim().to_owned())),
-                None => Err(fail(format!("printed {line:?} instead of its address"))),
-            },
+            Ok(Ok(rest)) => Ok((process, rest)),
+            Ok(Err(printed)) => Err(fail(format!(
+                "closed its output without printing `{ready_prefix} <address>` (it printed \
+                 {printed:?})"
+            ))),
             Err(_) => Err(fail(format!(
                 "did not print its address within {READY_TIMEOUT:?}"
             ))),

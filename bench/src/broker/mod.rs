@@ -36,13 +36,17 @@ use tokio::runtime::Runtime;
 use crate::error::{BenchError, Context, Result};
 use crate::raw;
 use crate::stats::Figures;
+pub(crate) use cpu::{CpuMark, sample_window};
 use host::EchoServers;
 pub use host::run_echo_server;
-pub(crate) use host::{BrokerServer, Hosting, default_broker_bin};
+pub(crate) use host::{BrokerServer, ChildProcess, Hosting, default_broker_bin};
+use load::Producer;
 pub(crate) use load::create_topic;
-use load::{Producer, Tally, Window, interrupted};
+pub(crate) use load::{Tally, Window, interrupted};
+pub(crate) use report::micros;
 use report::{Report, Settings};
-use results::{Cpu, Row, Scenario};
+pub(crate) use results::Cpu;
+use results::{Row, Scenario};
 
 const TOPIC: &str = "BenchTopic";
 const E2E_TOPIC: &str = "BenchE2eTopic";
@@ -375,7 +379,7 @@ pub fn run(args: BrokerArgs) -> Result<()> {
 }
 
 /// The load generator's runtime, with Ctrl-C turned into [`load::interrupt`].
-fn client_runtime(threads: usize) -> Result<Runtime> {
+pub(crate) fn client_runtime(threads: usize) -> Result<Runtime> {
     // One client thread means a current-thread runtime: no cross-thread wake-ups, which on a
     // 2-core machine shared with the broker cost more than a second thread gains.
     let mut builder = if threads == 1 {
@@ -548,7 +552,7 @@ where
     Ok(row)
 }
 
-fn check_interrupted() -> Result<()> {
+pub(crate) fn check_interrupted() -> Result<()> {
     if interrupted() {
         Err(BenchError::Interrupted)
     } else {
@@ -558,7 +562,7 @@ fn check_interrupted() -> Result<()> {
 
 /// Lets the previous scenario's dirty pages drain before the next starts, so one scenario's
 /// writeback is not billed to the next.
-fn settle() {
+pub(crate) fn settle() {
     rustix::fs::sync();
 }
 
