@@ -196,3 +196,61 @@ pub fn start_broker_with(
         &["--config".to_string(), file.display().to_string()],
     )
 }
+
+/// A receipt key for this test process, as 64 hex characters (gateways of one test share it).
+pub fn receipt_key() -> String {
+    (0..32)
+        .map(|i| format!("{:02x}", (i * 37 + 11) as u8 ^ std::process::id() as u8))
+        .collect()
+}
+
+/// Starts `tern-gateway --local` with its data under `dir`, everything on ephemeral loopback
+/// ports, and the embedded broker configured by `tune` (test-sized store, short pop minimum).
+pub fn start_local_gateway(
+    dir: &Path,
+    extra: &[&str],
+    tune: impl FnOnce(&mut BrokerConfig),
+) -> ServerProcess {
+    let mut config = BrokerConfig {
+        store: StoreConfig::for_tests(&dir.join("broker")),
+        pop_min_invisible_ms: 100,
+        ..BrokerConfig::default()
+    };
+    tune(&mut config);
+    std::fs::create_dir_all(dir).expect("gateway dir");
+    let file = dir.join("broker.toml");
+    std::fs::write(&file, toml::to_string(&config).expect("config serializes"))
+        .unwrap_or_else(|e| panic!("write {}: {e}", file.display()));
+    let mut args: Vec<String> = [
+        "--local",
+        "--listen",
+        "127.0.0.1:0",
+        "--namesrv-listen",
+        "127.0.0.1:0",
+        "--broker-listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push("--data-dir".into());
+    args.push(dir.display().to_string());
+    args.push("--broker-config".into());
+    args.push(file.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    ServerProcess::start("tern-gateway", &args)
+}
+
+/// Starts a stateless `tern-gateway` in front of `namesrv` with receipt key `key`.
+pub fn start_gateway(namesrv: &[String], key: &str, extra: &[&str]) -> ServerProcess {
+    let mut args: Vec<String> = vec![
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--namesrv".into(),
+        namesrv.join(","),
+        "--receipt-key".into(),
+        key.into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    ServerProcess::start("tern-gateway", &args)
+}

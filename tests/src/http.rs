@@ -1,0 +1,290 @@
+//! A small HTTP client for the gateway tests: one request at a time with its whole answer, or an
+//! SSE stream read event by event. Built on hyper (the gateway's own HTTP stack), HTTP/1.1 unless
+//! a test asks for prior-knowledge HTTP/2.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Longest any single test request may take before the test fails.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A whole answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON (panics with the body when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json answer with `status`, returning its JSON.
+    pub fn problem(&self, status: u16) -> serde_json::Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let json = self.json();
+        for field in ["type", "title", "status", "detail", "retryable"] {
+            assert!(json.get(field).is_some(), "problem without {field}: {json}");
+        }
+        json
+    }
+}
+
+/// A client of one gateway (`http://addr`).
+#[derive(Clone)]
+pub struct Http {
+    base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    token: Option<String>,
+}
+
+impl Http {
+    /// HTTP/1.1 client of `addr` (`ip:port`).
+    pub fn new(addr: &str) -> Http {
+        Http {
+            base: format!("http://{addr}"),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            token: None,
+        }
+    }
+
+    /// HTTP/2 with prior knowledge (h2c).
+    pub fn new_h2c(addr: &str) -> Http {
+        Http {
+            base: format!("http://{addr}"),
+            client: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+            token: None,
+        }
+    }
+
+    /// The same client sending `Authorization: Bearer <token>`.
+    pub fn with_token(&self, token: impl Into<String>) -> Http {
+        Http {
+            token: Some(token.into()),
+            ..self.clone()
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request and reads the whole answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        let response = self.start(method, path, headers, body.into()).await;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
+            .await
+            .expect("body within the timeout")
+            .expect("body")
+            .to_bytes();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn start(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> hyper::Response<Incoming> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body)).expect("request");
+        tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
+            .await
+            .expect("answer within the timeout")
+            .expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    /// POST with a raw body and extra headers (a produce).
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        self.send(Method::POST, path, headers, body).await
+    }
+
+    /// A request with a JSON body.
+    pub async fn json(&self, method: Method, path: &str, body: &serde_json::Value) -> Answer {
+        self.send(
+            method,
+            path,
+            &[("content-type", "application/json")],
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> Answer {
+        self.json(Method::POST, path, body).await
+    }
+
+    /// Opens an event stream (GET with `Accept: text/event-stream`); panics unless it answers 200.
+    pub async fn events(&self, path: &str, headers: &[(&str, &str)]) -> EventStream {
+        let mut all = vec![("accept", "text/event-stream")];
+        all.extend_from_slice(headers);
+        let response = self.start(Method::GET, path, &all, Bytes::new()).await;
+        assert_eq!(response.status(), StatusCode::OK, "event stream {path}");
+        EventStream {
+            body: response.into_body(),
+            buffer: Vec::new(),
+            ended: false,
+        }
+    }
+}
+
+/// One server-sent event (comments are reported as `event == ":"` with the comment as data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+impl Event {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).expect("event data is JSON")
+    }
+}
+
+/// An open SSE response.
+pub struct EventStream {
+    body: Incoming,
+    buffer: Vec<u8>,
+    ended: bool,
+}
+
+impl EventStream {
+    /// The next event or comment within `timeout`; `None` when the stream ended or nothing came.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.parse_one() {
+                return Some(event);
+            }
+            if self.ended {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, self.body.frame()).await {
+                Err(_) => return None,
+                Ok(None) | Ok(Some(Err(_))) => self.ended = true,
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next `message` event within `timeout`, skipping comments.
+    pub async fn next_message(&mut self, timeout: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = self.next(left).await?;
+            if event.event == "message" {
+                return Some(event);
+            }
+        }
+    }
+
+    /// Whether the server ended the stream (read until the end or `timeout`).
+    pub async fn ended_within(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self
+            .next(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+            .is_some()
+        {}
+        self.ended
+    }
+
+    fn parse_one(&mut self) -> Option<Event> {
+        let end = self.buffer.windows(2).position(|w| w == b"\n\n")?;
+        let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+        let text = String::from_utf8_lossy(&block);
+        let mut event = Event {
+            id: None,
+            event: "message".into(),
+            data: String::new(),
+        };
+        for line in text.lines() {
+            if let Some(comment) = line.strip_prefix(':') {
+                return Some(Event {
+                    id: None,
+                    event: ":".into(),
+                    data: comment.trim().to_string(),
+                });
+            } else if let Some(v) = line.strip_prefix("id: ") {
+                event.id = Some(v.to_string());
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                event.event = v.to_string();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                if !event.data.is_empty() {
+                    event.data.push('\n');
+                }
+                event.data.push_str(v);
+            }
+        }
+        Some(event)
+    }
+}
