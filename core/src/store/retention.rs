@@ -38,13 +38,17 @@ pub struct RetentionReport {
     pub index_files_deleted: usize,
 }
 
-/// Fraction of the filesystem holding `path` that is unavailable to us.
+/// Fraction of the filesystem holding `path` in use, as `df` shows it: used blocks over used
+/// plus those available to us. Blocks reserved for root (or withheld by a quota) count neither
+/// way, so the ratio reaches 1 exactly when our writes start failing, however large the reserve.
 pub(crate) fn disk_used_ratio(path: &Path) -> io::Result<f64> {
     let stat = rustix::fs::statvfs(path)?;
-    if stat.f_blocks == 0 {
+    let used = stat.f_blocks.saturating_sub(stat.f_bfree);
+    let usable = used.saturating_add(stat.f_bavail);
+    if usable == 0 {
         return Ok(0.0);
     }
-    Ok(stat.f_blocks.saturating_sub(stat.f_bavail) as f64 / stat.f_blocks as f64)
+    Ok(used as f64 / usable as f64)
 }
 
 /// Measures the disk and updates the write guard.
