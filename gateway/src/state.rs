@@ -141,6 +141,23 @@ impl Gateway {
         *self.shutdown.borrow()
     }
 
+    /// Runs a long poll, cut short when the gateway starts shutting down (`None`), so a drain
+    /// never waits for a client's 30 s wait. A pop cut short leaves what it popped invisible
+    /// until its invisible time ends; nothing is lost.
+    pub async fn unless_shutdown<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
+        let mut shutdown = self.shutdown.clone();
+        if *shutdown.borrow() {
+            return None;
+        }
+        tokio::select! {
+            result = work => Some(result),
+            _ = shutdown.wait_for(|stopping| *stopping) => None,
+        }
+    }
+
     /// Closes every broker connection and stops the route refreshers.
     pub fn close(&self) {
         self.producer.shutdown();

@@ -151,18 +151,15 @@ pub async fn receive(
     let options = ReceiveOptions {
         max_messages: max as i32,
         invisible,
-        wait: if gateway.is_shutting_down() {
-            Duration::ZERO
-        } else {
-            wait.unwrap_or(Duration::ZERO)
-        },
+        wait: wait.unwrap_or(Duration::ZERO),
         tag: request.tag.unwrap_or_else(|| "*".to_string()),
         start_at_end: false,
     };
     let consumer = target.consumer(&gateway)?;
-    let popped = consumer
-        .receive(&target.topic, &options)
+    let popped = gateway
+        .unless_shutdown(consumer.receive(&target.topic, &options))
         .await
+        .unwrap_or(Ok(Vec::new()))
         .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?;
     let bytes = popped.iter().map(|p| p.message.body.len() as u64).sum();
     let messages: Vec<MessageJson> = popped

@@ -98,15 +98,14 @@ pub async fn pull(
         .await
         .map_err(|e| broker_failure(&gateway, &e, &path.topic))?;
     let queue = queue_at(&route, path.queue_id, &path.topic)?.clone();
-    let wait = if gateway.is_shutting_down() {
-        None
-    } else {
-        wait
-    };
-    let result = gateway
+    let subscription = Subscription::all();
+    let pull = gateway
         .puller
-        .pull(&queue, offset, max as i32, wait, &Subscription::all())
+        .pull(&queue, offset, max as i32, wait, &subscription);
+    let result = gateway
+        .unless_shutdown(pull)
         .await
+        .ok_or_else(|| ApiError::unavailable("shutting-down", "the gateway is shutting down"))?
         .map_err(|e| broker_failure(&gateway, &e, &path.topic))?;
     let messages: Vec<MessageJson> = match result.status {
         PullStatus::Found => result
