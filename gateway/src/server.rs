@@ -24,8 +24,10 @@ use crate::config::{Limits, TlsConfig};
 
 /// hyper's smallest read buffer; the head limit cannot go below it.
 const MIN_HTTP1_BUFFER: usize = 8 * 1024;
-/// How long in-flight requests get to finish once shutdown starts.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long in-flight requests get to finish once shutdown starts. Long polls and event streams
+/// end at once on shutdown, so what remains are broker calls (3 s budget by default) and clients
+/// slow to read their answer.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// HTTP/2 streams per connection at most.
 const MAX_H2_STREAMS: u32 = 256;
 
