@@ -233,6 +233,19 @@ fn open_all(
         .collect()
 }
 
+/// The handles of the receipts whose call succeeded.
+fn succeeded<'a>(
+    receipts: &'a [Receipt],
+    verdicts: &[Result<(), tern_core::client::ClientError>],
+) -> Vec<&'a str> {
+    receipts
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| v.is_ok())
+        .map(|(r, _)| r.handle.as_str())
+        .collect()
+}
+
 fn verdict(
     gateway: &Gateway,
     target: &GroupTopic,
@@ -267,12 +280,7 @@ pub async fn ack(
         .ack_many(&receipts)
         .await
         .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?;
-    let acked: Vec<&str> = receipts
-        .iter()
-        .zip(&verdicts)
-        .filter(|(_, v)| v.is_ok())
-        .map(|(r, _)| r.handle.as_str())
-        .collect();
+    let acked = succeeded(&receipts, &verdicts);
     gateway
         .metrics
         .acked_messages
@@ -300,15 +308,11 @@ pub async fn nack(
     let consumer = target.consumer(&gateway)?;
     let nacks = receipts.iter().map(|r| consumer.nack(r, delay));
     let verdicts = futures_util::future::join_all(nacks).await;
-    let released: Vec<&str> = receipts
-        .iter()
-        .zip(&verdicts)
-        .filter(|(_, v)| v.is_ok())
-        .map(|(r, _)| r.handle.as_str())
-        .collect();
-    gateway
-        .windows
-        .released(&target.group, &target.topic, &released);
+    gateway.windows.released(
+        &target.group,
+        &target.topic,
+        &succeeded(&receipts, &verdicts),
+    );
     let results = verdicts
         .into_iter()
         .map(|v| verdict(&gateway, &target, v))
