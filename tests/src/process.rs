@@ -243,9 +243,19 @@ pub fn start_local_gateway(
 
 /// Starts a stateless `tern-gateway` in front of `namesrv` with receipt key `key`.
 pub fn start_gateway(namesrv: &[String], key: &str, extra: &[&str]) -> ServerProcess {
+    start_gateway_at("127.0.0.1:0", namesrv, key, extra)
+}
+
+/// [`start_gateway`] on a given listen address (to restart a gateway on the same port).
+pub fn start_gateway_at(
+    listen: &str,
+    namesrv: &[String],
+    key: &str,
+    extra: &[&str],
+) -> ServerProcess {
     let mut args: Vec<String> = vec![
         "--listen".into(),
-        "127.0.0.1:0".into(),
+        listen.into(),
         "--namesrv".into(),
         namesrv.join(","),
         "--receipt-key".into(),
