@@ -294,7 +294,7 @@ async fn send(
         gateway.producer.routes().mark_stale(topic);
         result = attempt().await;
     }
-    let result = result.map_err(|e| broker_failure(gateway, &e, client_topic))?;
+    let mut result = result.map_err(|e| broker_failure(gateway, &e, client_topic))?;
     if result.status != SendStatus::Ok {
         let error = ApiError::unavailable(
             "durability-timeout",
@@ -307,10 +307,38 @@ async fn send(
         gateway.metrics.broker_error(error.slug);
         return Err(error);
     }
-    if !result.replayed {
+    if result.replayed {
+        result.msg_id = first_message_id(gateway, topic, client_topic, &result).await?;
+    } else {
         gateway.metrics.produced(1, bytes);
     }
     Ok(result)
+}
+
+/// The id of the message a repeated idempotent send stands for. The broker answers a repeat with
+/// the first send's queue, offset and offset message id, but `msg_id` is the id the producer made
+/// for this attempt, which was never stored: the first send's id is read back from the stored
+/// message.
+async fn first_message_id(
+    gateway: &Gateway,
+    topic: &str,
+    client_topic: &str,
+    result: &SendResult,
+) -> Result<String, ApiError> {
+    let stored = gateway
+        .admin
+        .message_by_id(topic, &result.offset_msg_id)
+        .await
+        .map_err(|e| broker_failure(gateway, &e, client_topic))?;
+    stored.map(|m| m.msg_id).ok_or_else(|| {
+        ApiError::unavailable(
+            "broker-unavailable",
+            format!(
+                "topic `{client_topic}`: the message stored under this Idempotency-Key could not \
+                 be read back; retry"
+            ),
+        )
+    })
 }
 
 /// Maps a client failure and counts it as a broker error.
