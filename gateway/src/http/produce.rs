@@ -294,7 +294,10 @@ async fn send(
         gateway.producer.routes().mark_stale(topic);
         result = attempt().await;
     }
-    let mut result = result.map_err(|e| broker_failure(gateway, &e, client_topic))?;
+    let mut result = match result {
+        Ok(result) => result,
+        Err(e) => return Err(routed_failure(gateway, &e, client_topic).await),
+    };
     if result.status != SendStatus::Ok {
         let error = ApiError::unavailable(
             "durability-timeout",
@@ -349,6 +352,30 @@ pub fn broker_failure(gateway: &Gateway, error: &ClientError, topic: &str) -> Ap
         tracing::warn!(%topic, error = %error, "broker call failed");
     }
     api
+}
+
+/// [`broker_failure`] for a call that looked the topic's route up. The NameServers answer "no
+/// route" for a topic that does not exist, but also for every topic of a broker group that is
+/// down or restarting (its topics leave the route table with it). So the topic is reported
+/// unknown (404) only while they name a broker master that could hold it; with none the outage
+/// is answered like any other: 503 `no-writable-broker`, retryable (as `/readyz` says).
+pub async fn routed_failure(gateway: &Gateway, error: &ClientError, topic: &str) -> ApiError {
+    if matches!(error, ClientError::NoRoute { .. })
+        && !gateway
+            .admin
+            .brokers()
+            .await
+            .is_ok_and(|brokers| brokers.values().any(|members| members.contains_key(&0)))
+    {
+        let api = ApiError::unavailable(
+            "no-writable-broker",
+            format!("topic `{topic}`: the NameServers know no broker master"),
+        );
+        gateway.metrics.broker_error(api.slug);
+        tracing::warn!(%topic, "no route and no broker master");
+        return api;
+    }
+    broker_failure(gateway, error, topic)
 }
 
 fn build_message(topic: &str, draft: Draft) -> Message {

@@ -15,7 +15,7 @@ use tern_core::client::{MessageQueue, PullStatus, Subscription, TopicRoute};
 use super::caller::Caller;
 use super::extract::{Params, PathParams, json_response};
 use super::message_json::MessageJson;
-use super::produce::broker_failure;
+use super::produce::routed_failure;
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -92,22 +92,24 @@ pub async fn pull(
     let wait = check_wait(query.wait.unwrap_or(0), limits.max_wait_secs)?;
     let offset = i64::try_from(query.offset)
         .map_err(|_| ApiError::bad_request("invalid-offset", "offset is too large"))?;
-    let route = gateway
-        .routes()
-        .route(&topic)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, &path.topic))?;
+    let route = match gateway.routes().route(&topic).await {
+        Ok(route) => route,
+        Err(e) => return Err(routed_failure(&gateway, &e, &path.topic).await),
+    };
     let queue = queue_at(&route, path.queue_id, &path.topic)?.clone();
     let wait = if gateway.is_shutting_down() {
         None
     } else {
         wait
     };
-    let result = gateway
+    let result = match gateway
         .puller
         .pull(&queue, offset, max as i32, wait, &Subscription::all())
         .await
-        .map_err(|e| broker_failure(&gateway, &e, &path.topic))?;
+    {
+        Ok(result) => result,
+        Err(e) => return Err(routed_failure(&gateway, &e, &path.topic).await),
+    };
     let messages: Vec<MessageJson> = match result.status {
         PullStatus::Found => result
             .messages
