@@ -162,7 +162,9 @@ pub async fn receive(
     let consumer = target.consumer(&gateway)?;
     let popped = match consumer.receive(&target.topic, &options).await {
         Ok(popped) => popped,
-        Err(e) => return Err(routed_failure(&gateway, &e, &target.client_topic).await),
+        Err(e) => {
+            return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
+        }
     };
     let bytes = popped.iter().map(|p| p.message.body.len() as u64).sum();
     let messages: Vec<MessageJson> = popped
@@ -268,7 +270,9 @@ pub async fn ack(
     let consumer = target.consumer(&gateway)?;
     let verdicts = match consumer.ack_many(&receipts).await {
         Ok(verdicts) => verdicts,
-        Err(e) => return Err(routed_failure(&gateway, &e, &target.client_topic).await),
+        Err(e) => {
+            return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
+        }
     };
     let acked: Vec<&str> = receipts
         .iter()
@@ -344,7 +348,9 @@ pub async fn change_visibility(
     let consumer = target.consumer(&gateway)?;
     let renewed = match consumer.change_invisibility(&receipt, invisible).await {
         Ok(renewed) => renewed,
-        Err(e) => return Err(routed_failure(&gateway, &e, &target.client_topic).await),
+        Err(e) => {
+            return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
+        }
     };
     gateway.windows.renewed(
         &target.group,

@@ -296,7 +296,7 @@ async fn send(
     }
     let mut result = match result {
         Ok(result) => result,
-        Err(e) => return Err(routed_failure(gateway, &e, client_topic).await),
+        Err(e) => return Err(routed_failure(gateway, &e, topic, client_topic).await),
     };
     if result.status != SendStatus::Ok {
         let error = ApiError::unavailable(
@@ -354,28 +354,43 @@ pub fn broker_failure(gateway: &Gateway, error: &ClientError, topic: &str) -> Ap
     api
 }
 
-/// [`broker_failure`] for a call that looked the topic's route up. The NameServers answer "no
-/// route" for a topic that does not exist, but also for every topic of a broker group that is
-/// down or restarting (its topics leave the route table with it). So the topic is reported
-/// unknown (404) only while they name a broker master that could hold it; with none the outage
-/// is answered like any other: 503 `no-writable-broker`, retryable (as `/readyz` says).
-pub async fn routed_failure(gateway: &Gateway, error: &ClientError, topic: &str) -> ApiError {
-    if matches!(error, ClientError::NoRoute { .. })
-        && !gateway
-            .admin
-            .brokers()
-            .await
-            .is_ok_and(|brokers| brokers.values().any(|members| members.contains_key(&0)))
-    {
-        let api = ApiError::unavailable(
-            "no-writable-broker",
-            format!("topic `{topic}`: the NameServers know no broker master"),
-        );
-        gateway.metrics.broker_error(api.slug);
-        tracing::warn!(%topic, "no route and no broker master");
-        return api;
+/// [`broker_failure`] for a call that looked the topic's route up (`topic` is the broker-side
+/// name, `client_topic` the client's). The NameServers answer "no route" for a topic that does
+/// not exist, but also for every topic of a broker group that is down or restarting (its topics
+/// leave the route table with it). So the topic is reported unknown (404) only while they name a
+/// broker master and still know no route for it (asked again after the master was seen: a
+/// broker registers with its topics, so one that came back meanwhile is in the answer); with no
+/// master, or a route there now, the outage is answered like any other: 503, retryable.
+pub async fn routed_failure(
+    gateway: &Gateway,
+    error: &ClientError,
+    topic: &str,
+    client_topic: &str,
+) -> ApiError {
+    if !matches!(error, ClientError::NoRoute { .. }) {
+        return broker_failure(gateway, error, client_topic);
     }
-    broker_failure(gateway, error, topic)
+    let master_known = gateway
+        .admin
+        .brokers()
+        .await
+        .is_ok_and(|brokers| brokers.values().any(|members| members.contains_key(&0)));
+    if master_known
+        && matches!(
+            gateway.routes().refresh(topic).await,
+            Err(ClientError::NoRoute { .. })
+        )
+    {
+        return broker_failure(gateway, error, client_topic);
+    }
+    gateway.producer.routes().mark_stale(topic);
+    let api = ApiError::unavailable(
+        "no-writable-broker",
+        format!("topic `{client_topic}`: no broker group serving it is registered; retry"),
+    );
+    gateway.metrics.broker_error(api.slug);
+    tracing::warn!(topic = %client_topic, "no route while brokers are away");
+    api
 }
 
 fn build_message(topic: &str, draft: Draft) -> Message {

@@ -94,7 +94,7 @@ pub async fn pull(
         .map_err(|_| ApiError::bad_request("invalid-offset", "offset is too large"))?;
     let route = match gateway.routes().route(&topic).await {
         Ok(route) => route,
-        Err(e) => return Err(routed_failure(&gateway, &e, &path.topic).await),
+        Err(e) => return Err(routed_failure(&gateway, &e, &topic, &path.topic).await),
     };
     let queue = queue_at(&route, path.queue_id, &path.topic)?.clone();
     let wait = if gateway.is_shutting_down() {
@@ -108,7 +108,7 @@ pub async fn pull(
         .await
     {
         Ok(result) => result,
-        Err(e) => return Err(routed_failure(&gateway, &e, &path.topic).await),
+        Err(e) => return Err(routed_failure(&gateway, &e, &topic, &path.topic).await),
     };
     let messages: Vec<MessageJson> = match result.status {
         PullStatus::Found => result

@@ -219,7 +219,7 @@ pub async fn subscribe(
     }
     // Fail fast on an unknown topic instead of opening a stream that can only error.
     if let Err(e) = gateway.routes().route(&target.topic).await {
-        return Err(routed_failure(&gateway, &e, &target.client_topic).await);
+        return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
     }
     let consumer = target.consumer(&gateway)?;
     let (response, sink) = open_stream(&gateway)?;
@@ -265,7 +265,8 @@ pub async fn subscribe(
                     Err(_) => break,
                     Ok(Ok(popped)) => popped,
                     Ok(Err(e)) => {
-                        let error = routed_failure(&gateway, &e, &target.client_topic).await;
+                        let error =
+                            routed_failure(&gateway, &e, &target.topic, &target.client_topic).await;
                         if !sink.error(&error).await || !error.retryable {
                             break;
                         }
