@@ -212,7 +212,7 @@ pub fn start_local_gateway(
     tune: impl FnOnce(&mut BrokerConfig),
 ) -> ServerProcess {
     let mut config = BrokerConfig {
-        store: StoreConfig::for_tests(&dir.join("broker")),
+        store: StoreConfig::for_tests(dir.join("broker")),
         pop_min_invisible_ms: 100,
         ..BrokerConfig::default()
     };
