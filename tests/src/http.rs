@@ -110,19 +110,33 @@ impl Http {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Answer {
-        let response = self.start(method, path, headers, body.into()).await;
+        self.try_send(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// [`Self::send`] that reports a failed exchange (connection refused or reset, no answer
+    /// within `REQUEST_TIMEOUT`) instead of panicking: for tests that kill servers under load.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Answer, String> {
+        let response = self.try_start(method, path, headers, body.into()).await?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
             .await
-            .expect("body within the timeout")
-            .expect("body")
+            .map_err(|_| "no whole body within the timeout".to_string())?
+            .map_err(|e| format!("body: {e}"))?
             .to_bytes();
-        Answer {
+        Ok(Answer {
             status,
             headers,
             body,
-        }
+        })
     }
 
     async fn start(
@@ -132,6 +146,18 @@ impl Http {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> hyper::Response<Incoming> {
+        self.try_start(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    async fn try_start(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<hyper::Response<Incoming>, String> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
@@ -144,8 +170,8 @@ impl Http {
         let request = request.body(Full::new(body)).expect("request");
         tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
             .await
-            .expect("answer within the timeout")
-            .expect("request sent")
+            .map_err(|_| "no answer within the timeout".to_string())?
+            .map_err(|e| format!("request failed: {e:?}"))
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -160,6 +186,31 @@ impl Http {
         body: impl Into<Bytes>,
     ) -> Answer {
         self.send(Method::POST, path, headers, body).await
+    }
+
+    /// [`Self::post`] that reports a failed exchange instead of panicking.
+    pub async fn try_post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Answer, String> {
+        self.try_send(Method::POST, path, headers, body).await
+    }
+
+    /// [`Self::post_json`] that reports a failed exchange instead of panicking.
+    pub async fn try_post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Answer, String> {
+        self.try_send(
+            Method::POST,
+            path,
+            &[("content-type", "application/json")],
+            serde_json::to_vec(body).expect("json"),
+        )
+        .await
     }
 
     /// A request with a JSON body.

@@ -212,7 +212,7 @@ pub fn start_local_gateway(
     tune: impl FnOnce(&mut BrokerConfig),
 ) -> ServerProcess {
     let mut config = BrokerConfig {
-        store: StoreConfig::for_tests(&dir.join("broker")),
+        store: StoreConfig::for_tests(dir.join("broker")),
         pop_min_invisible_ms: 100,
         ..BrokerConfig::default()
     };
@@ -243,9 +243,19 @@ pub fn start_local_gateway(
 
 /// Starts a stateless `tern-gateway` in front of `namesrv` with receipt key `key`.
 pub fn start_gateway(namesrv: &[String], key: &str, extra: &[&str]) -> ServerProcess {
+    start_gateway_at("127.0.0.1:0", namesrv, key, extra)
+}
+
+/// [`start_gateway`] on a given listen address (to restart a gateway on the same port).
+pub fn start_gateway_at(
+    listen: &str,
+    namesrv: &[String],
+    key: &str,
+    extra: &[&str],
+) -> ServerProcess {
     let mut args: Vec<String> = vec![
         "--listen".into(),
-        "127.0.0.1:0".into(),
+        listen.into(),
         "--namesrv".into(),
         namesrv.join(","),
         "--receipt-key".into(),

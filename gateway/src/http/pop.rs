@@ -18,7 +18,7 @@ use tern_core::client::{PopConsumer, PoppedMessage, Receipt, ReceiveOptions};
 use super::caller::Caller;
 use super::extract::{Json, PathParams, json_response};
 use super::message_json::MessageJson;
-use super::produce::broker_failure;
+use super::produce::{broker_failure, routed_failure};
 use super::queues::{check_wait, queue_number};
 use crate::error::ApiError;
 use crate::receipt::ReceiptBody;
@@ -156,11 +156,16 @@ pub async fn receive(
         start_at_end: false,
     };
     let consumer = target.consumer(&gateway)?;
-    let popped = gateway
+    let popped = match gateway
         .unless_shutdown(consumer.receive(&target.topic, &options))
         .await
         .unwrap_or(Ok(Vec::new()))
-        .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?;
+    {
+        Ok(popped) => popped,
+        Err(e) => {
+            return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
+        }
+    };
     let bytes = popped.iter().map(|p| p.message.body.len() as u64).sum();
     let messages: Vec<MessageJson> = popped
         .iter()
@@ -276,10 +281,12 @@ pub async fn ack(
     let target = GroupTopic::resolve(&caller, path)?;
     let receipts = open_all(&gateway, &target, &request.receipts)?;
     let consumer = target.consumer(&gateway)?;
-    let verdicts = consumer
-        .ack_many(&receipts)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?;
+    let verdicts = match consumer.ack_many(&receipts).await {
+        Ok(verdicts) => verdicts,
+        Err(e) => {
+            return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
+        }
+    };
     let acked = succeeded(&receipts, &verdicts);
     gateway
         .metrics
@@ -343,10 +350,12 @@ pub async fn change_visibility(
     let invisible = check_invisible(request.invisible_seconds, "invisibleSeconds", 0)?;
     let receipt = target.open(&gateway, &request.receipt)?;
     let consumer = target.consumer(&gateway)?;
-    let renewed = consumer
-        .change_invisibility(&receipt, invisible)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?;
+    let renewed = match consumer.change_invisibility(&receipt, invisible).await {
+        Ok(renewed) => renewed,
+        Err(e) => {
+            return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
+        }
+    };
     gateway.windows.renewed(
         &target.group,
         &target.topic,

@@ -294,7 +294,10 @@ async fn send(
         gateway.producer.routes().mark_stale(topic);
         result = attempt().await;
     }
-    let result = result.map_err(|e| broker_failure(gateway, &e, client_topic))?;
+    let mut result = match result {
+        Ok(result) => result,
+        Err(e) => return Err(routed_failure(gateway, &e, topic, client_topic).await),
+    };
     if result.status != SendStatus::Ok {
         let error = ApiError::unavailable(
             "durability-timeout",
@@ -307,10 +310,38 @@ async fn send(
         gateway.metrics.broker_error(error.slug);
         return Err(error);
     }
-    if !result.replayed {
+    if result.replayed {
+        result.msg_id = first_message_id(gateway, topic, client_topic, &result).await?;
+    } else {
         gateway.metrics.produced(1, bytes);
     }
     Ok(result)
+}
+
+/// The id of the message a repeated idempotent send stands for. The broker answers a repeat with
+/// the first send's queue, offset and offset message id, but `msg_id` is the id the producer made
+/// for this attempt, which was never stored: the first send's id is read back from the stored
+/// message.
+async fn first_message_id(
+    gateway: &Gateway,
+    topic: &str,
+    client_topic: &str,
+    result: &SendResult,
+) -> Result<String, ApiError> {
+    let stored = gateway
+        .admin
+        .message_by_id(topic, &result.offset_msg_id)
+        .await
+        .map_err(|e| broker_failure(gateway, &e, client_topic))?;
+    stored.map(|m| m.msg_id).ok_or_else(|| {
+        ApiError::unavailable(
+            "broker-unavailable",
+            format!(
+                "topic `{client_topic}`: the message stored under this Idempotency-Key could not \
+                 be read back; retry"
+            ),
+        )
+    })
 }
 
 /// Maps a client failure and counts it as a broker error.
@@ -320,6 +351,45 @@ pub fn broker_failure(gateway: &Gateway, error: &ClientError, topic: &str) -> Ap
         gateway.metrics.broker_error(api.slug);
         tracing::warn!(%topic, error = %error, "broker call failed");
     }
+    api
+}
+
+/// [`broker_failure`] for a call that looked the topic's route up (`topic` is the broker-side
+/// name, `client_topic` the client's). The NameServers answer "no route" for a topic that does
+/// not exist, but also for every topic of a broker group that is down or restarting (its topics
+/// leave the route table with it). So the topic is reported unknown (404) only while they name a
+/// broker master and still know no route for it (asked again after the master was seen: a
+/// broker registers with its topics, so one that came back meanwhile is in the answer); with no
+/// master, or a route there now, the outage is answered like any other: 503, retryable.
+pub async fn routed_failure(
+    gateway: &Gateway,
+    error: &ClientError,
+    topic: &str,
+    client_topic: &str,
+) -> ApiError {
+    if !matches!(error, ClientError::NoRoute { .. }) {
+        return broker_failure(gateway, error, client_topic);
+    }
+    let master_known = gateway
+        .admin
+        .brokers()
+        .await
+        .is_ok_and(|brokers| brokers.values().any(|members| members.contains_key(&0)));
+    if master_known
+        && matches!(
+            gateway.routes().refresh(topic).await,
+            Err(ClientError::NoRoute { .. })
+        )
+    {
+        return broker_failure(gateway, error, client_topic);
+    }
+    gateway.producer.routes().mark_stale(topic);
+    let api = ApiError::unavailable(
+        "no-writable-broker",
+        format!("topic `{client_topic}`: no broker group serving it is registered; retry"),
+    );
+    gateway.metrics.broker_error(api.slug);
+    tracing::warn!(topic = %client_topic, "no route while brokers are away");
     api
 }
 

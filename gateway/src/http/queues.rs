@@ -15,7 +15,7 @@ use tern_core::client::{MessageQueue, PullStatus, Subscription, TopicRoute};
 use super::caller::Caller;
 use super::extract::{Params, PathParams, json_response};
 use super::message_json::MessageJson;
-use super::produce::broker_failure;
+use super::produce::routed_failure;
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -92,21 +92,25 @@ pub async fn pull(
     let wait = check_wait(query.wait.unwrap_or(0), limits.max_wait_secs)?;
     let offset = i64::try_from(query.offset)
         .map_err(|_| ApiError::bad_request("invalid-offset", "offset is too large"))?;
-    let route = gateway
-        .routes()
-        .route(&topic)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, &path.topic))?;
+    let route = match gateway.routes().route(&topic).await {
+        Ok(route) => route,
+        Err(e) => return Err(routed_failure(&gateway, &e, &topic, &path.topic).await),
+    };
     let queue = queue_at(&route, path.queue_id, &path.topic)?.clone();
     let subscription = Subscription::all();
     let pull = gateway
         .puller
         .pull(&queue, offset, max as i32, wait, &subscription);
-    let result = gateway
-        .unless_shutdown(pull)
-        .await
-        .ok_or_else(|| ApiError::unavailable("shutting-down", "the gateway is shutting down"))?
-        .map_err(|e| broker_failure(&gateway, &e, &path.topic))?;
+    let result = match gateway.unless_shutdown(pull).await {
+        None => {
+            return Err(ApiError::unavailable(
+                "shutting-down",
+                "the gateway is shutting down",
+            ));
+        }
+        Some(Ok(result)) => result,
+        Some(Err(e)) => return Err(routed_failure(&gateway, &e, &topic, &path.topic).await),
+    };
     let messages: Vec<MessageJson> = match result.status {
         PullStatus::Found => result
             .messages

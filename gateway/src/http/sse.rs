@@ -23,7 +23,7 @@ use super::caller::Caller;
 use super::extract::{Params, PathParams};
 use super::in_flight::InFlightWindow;
 use super::pop::{GroupTopic, GroupTopicPath};
-use super::produce::broker_failure;
+use super::produce::{broker_failure, routed_failure};
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -218,11 +218,9 @@ pub async fn subscribe(
         ));
     }
     // Fail fast on an unknown topic instead of opening a stream that can only error.
-    gateway
-        .routes()
-        .route(&target.topic)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?;
+    if let Err(e) = gateway.routes().route(&target.topic).await {
+        return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
+    }
     let consumer = target.consumer(&gateway)?;
     let (response, sink) = open_stream(&gateway)?;
     let window = Arc::new(InFlightWindow::new(max_in_flight as usize));
@@ -267,7 +265,8 @@ pub async fn subscribe(
                     Err(_) => break,
                     Ok(Ok(popped)) => popped,
                     Ok(Err(e)) => {
-                        let error = broker_failure(&gateway, &e, &target.client_topic);
+                        let error =
+                            routed_failure(&gateway, &e, &target.topic, &target.client_topic).await;
                         if !sink.error(&error).await || !error.retryable {
                             break;
                         }
