@@ -39,6 +39,11 @@ use tracing::Instrument;
 use crate::error::{ApiError, ErrorSlug};
 use crate::state::Gateway;
 
+/// The route of the group subscription stream.
+pub(crate) const GROUP_EVENTS_ROUTE: &str = "/v1/groups/{group}/topics/{topic}/events";
+/// The route of the broadcast/replay stream.
+pub(crate) const TOPIC_EVENTS_ROUTE: &str = "/v1/topics/{topic}/events";
+
 /// The whole API with its request middleware.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let group_topic = "/v1/groups/{group}/topics/{topic}";
@@ -82,8 +87,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             &format!("{group_topic}/messages:changeVisibility"),
             post(pop::change_visibility),
         )
-        .route(&format!("{group_topic}/events"), get(sse::subscribe))
-        .route("/v1/topics/{topic}/events", get(replay::replay))
+        .route(GROUP_EVENTS_ROUTE, get(sse::subscribe))
+        .route(TOPIC_EVENTS_ROUTE, get(replay::replay))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
