@@ -94,6 +94,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            limit_headers,
+        ))
         .layer(middleware::from_fn_with_state(gateway.clone(), observe))
         .with_state(gateway)
 }
@@ -108,6 +112,25 @@ async fn method_not_allowed() -> ApiError {
         "method-not-allowed",
         "this endpoint does not take that method",
     )
+}
+
+/// `limits.max_headers` for HTTP/2, which bounds only the header list's size: HTTP/1 heads with
+/// more headers never get here (hyper answers 431 itself).
+async fn limit_headers(
+    State(gateway): State<Arc<Gateway>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let max = gateway.config.limits.max_headers;
+    if request.headers().len() > max {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too-many-headers",
+            format!("a request may have at most {max} headers"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Per request: a tracing span (method, route, status, latency), a log line, and the metrics.
