@@ -110,19 +110,33 @@ impl Http {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Answer {
-        let response = self.start(method, path, headers, body.into()).await;
+        self.try_send(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Like [`Http::send`], but a failure of the connection (reset, HTTP/2 GOAWAY) is an `Err`
+    /// with its description instead of a panic.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Answer, String> {
+        let response = self.try_start(method, path, headers, body.into()).await?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
             .await
             .expect("body within the timeout")
-            .expect("body")
+            .map_err(|e| format!("body: {e:?}"))?
             .to_bytes();
-        Answer {
+        Ok(Answer {
             status,
             headers,
             body,
-        }
+        })
     }
 
     async fn start(
@@ -132,6 +146,18 @@ impl Http {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> hyper::Response<Incoming> {
+        self.try_start(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    async fn try_start(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<hyper::Response<Incoming>, String> {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
@@ -145,7 +171,7 @@ impl Http {
         tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))
             .await
             .expect("answer within the timeout")
-            .expect("request sent")
+            .map_err(|e| format!("request failed: {e:?}"))
     }
 
     pub async fn get(&self, path: &str) -> Answer {
