@@ -124,7 +124,7 @@ async fn every_algorithm_and_key_source_is_accepted() {
     )
     .await;
     assert_eq!(bodies(&received), sent);
-    gw.stop();
+    gw.stop().await;
 }
 
 #[tokio::test]
@@ -279,7 +279,7 @@ async fn bad_tokens_get_401_with_a_bearer_challenge() {
         "not-found",
         "topic after refused produces",
     );
-    gw.stop();
+    gw.stop().await;
 }
 
 #[tokio::test]
@@ -321,7 +321,7 @@ async fn algorithms_outside_the_configured_allowlist_are_refused() {
         produce(&gw.http.with_token(token), "orders", case, &[]).await;
     }
     drop(strict_process);
-    gw.stop();
+    gw.stop().await;
 }
 
 #[tokio::test]
@@ -475,7 +475,7 @@ async fn scopes_gate_publish_consume_and_admin() {
         &everything.get("/v1/topics/orders").await,
         "orders still there",
     );
-    gw.stop();
+    gw.stop().await;
 }
 
 #[tokio::test]
@@ -579,7 +579,7 @@ async fn event_streams_take_access_token_and_nothing_else_does() {
         &http.get("/v1/topics/events").await,
         "topic events still there",
     );
-    gw.stop();
+    gw.stop().await;
 }
 
 /// Asserts that an answer shows nothing of the broker-side names (`tenant%name`).
@@ -887,7 +887,7 @@ async fn tenants_never_see_each_other() {
         answer.problem(answer.status.as_u16());
         no_prefix(answer, path);
     }
-    gw.stop();
+    gw.stop().await;
 }
 
 #[tokio::test]
@@ -999,7 +999,7 @@ async fn receipts_are_bound_to_tenant_group_and_topic() {
     // And globex's own message was never acked by anything above.
     let got = receive_all(&globex, "billing", "orders", 1, Duration::from_secs(10)).await;
     assert_eq!(bodies(&got), BTreeSet::from(["g1".to_string()]));
-    gw.stop();
+    gw.stop().await;
 }
 
 #[tokio::test]
@@ -1081,7 +1081,7 @@ async fn without_auth_names_are_used_as_given() {
         "invalid-topic",
         "acme%orders",
     );
-    gw.stop();
+    gw.stop().await;
 }
 
 #[tokio::test]
@@ -1132,5 +1132,5 @@ async fn rate_limit_is_per_tenant() {
     // After the wait acme is served again.
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
     ok(&acme.get("/v1/topics").await, "acme after Retry-After");
-    gw.stop();
+    gw.stop().await;
 }

@@ -99,10 +99,16 @@ impl TestGateway {
         (process, http)
     }
 
-    /// Stops the gateway with SIGTERM and checks it exits cleanly (it did not crash).
-    pub fn stop(self) {
-        let status = self.process.terminate();
+    /// Stops the gateway with SIGTERM and checks it exits cleanly (it did not crash). The wait
+    /// runs off the test's runtime, so the test's clients keep working meanwhile (an HTTP/2
+    /// client must answer the PING of the gateway's graceful GOAWAY).
+    pub async fn stop(self) {
+        let TestGateway { process, dir, .. } = self;
+        let status = tokio::task::spawn_blocking(move || process.terminate())
+            .await
+            .expect("terminate");
         assert!(status.success(), "gateway exit: {status:?}");
+        drop(dir);
     }
 }
 
