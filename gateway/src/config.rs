@@ -235,8 +235,9 @@ impl GatewayConfig {
                 "limits.max_wait_secs must be 0..=30",
             ),
             (
-                (1024..=1 << 20).contains(&l.max_header_bytes),
-                "limits.max_header_bytes must be 1 KiB..=1 MiB",
+                // hyper's HTTP/1 read buffer, which bounds the head, is at least 8 KiB.
+                (8 * 1024..=1 << 20).contains(&l.max_header_bytes),
+                "limits.max_header_bytes must be 8 KiB..=1 MiB",
             ),
             (
                 (8..=1000).contains(&l.max_headers),
@@ -313,6 +314,8 @@ mod tests {
         assert!(config.validate().is_err());
         let mut config = GatewayConfig::default();
         config.limits.max_header_bytes = 0;
+        assert!(config.validate().is_err());
+        config.limits.max_header_bytes = 4096;
         assert!(config.validate().is_err());
     }
 }

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -19,6 +20,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 use crate::config::{Limits, TlsConfig};
 
@@ -129,7 +131,17 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // Set when the connection delivers its first request (see `first_request_within`).
+        let served = Arc::new(AtomicBool::new(false));
+        let service = {
+            let served = served.clone();
+            TowerToHyperService::new(app.clone().map_request(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    served.store(true, Ordering::Relaxed);
+                    request
+                },
+            ))
+        };
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -138,7 +150,11 @@ pub async fn serve(
             match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    log_end(peer, watcher.watch(conn.into_owned()).await);
+                    let conn = watcher.watch(conn.into_owned());
+                    log_end(
+                        peer,
+                        first_request_within(conn, &served, handshake_timeout).await,
+                    );
                 }
                 Some(acceptor) => {
                     let stream = match tokio::time::timeout(
@@ -158,7 +174,11 @@ pub async fn serve(
                         }
                     };
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    log_end(peer, watcher.watch(conn.into_owned()).await);
+                    let conn = watcher.watch(conn.into_owned());
+                    log_end(
+                        peer,
+                        first_request_within(conn, &served, handshake_timeout).await,
+                    );
                 }
             }
         });
@@ -172,7 +192,32 @@ pub async fn serve(
     }
 }
 
-fn log_end(peer: SocketAddr, result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+type ConnResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Runs a connection, closing it when it has delivered no request within `timeout` (the
+/// header read timeout). hyper bounds the time to read an HTTP/1 head only once it knows the
+/// protocol; before that, while the first bytes are read to tell HTTP/1 from HTTP/2, nothing
+/// bounds the wait, so a client that connects and sends nothing (or a few bytes) would hold a
+/// connection slot forever.
+async fn first_request_within(
+    conn: impl std::future::Future<Output = ConnResult>,
+    served: &AtomicBool,
+    timeout: Duration,
+) -> ConnResult {
+    tokio::pin!(conn);
+    tokio::select! {
+        result = &mut conn => result,
+        _ = tokio::time::sleep(timeout) => {
+            if served.load(Ordering::Relaxed) {
+                conn.await
+            } else {
+                Err(format!("no request within {} ms", timeout.as_millis()).into())
+            }
+        }
+    }
+}
+
+fn log_end(peer: SocketAddr, result: ConnResult) {
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }

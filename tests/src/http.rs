@@ -339,3 +339,130 @@ impl EventStream {
         Some(event)
     }
 }
+
+/// A raw TCP connection to a gateway, for what a well-behaved HTTP client never sends: partial
+/// heads, stalled bodies, oversized heads, hand-written chunked bodies.
+pub struct RawConn {
+    stream: tokio::net::TcpStream,
+    buffer: Vec<u8>,
+}
+
+enum Fill {
+    Data,
+    /// The end of the connection (EOF or a reset).
+    End,
+    Timeout,
+}
+
+/// How a raw connection ended up.
+#[derive(Debug)]
+pub enum RawOutcome {
+    /// The server answered (and may have closed after it).
+    Answer(Answer),
+    /// The server closed the connection without answering (EOF or reset).
+    Closed,
+    /// Neither within the time allowed.
+    Open,
+}
+
+impl RawConn {
+    pub async fn connect(addr: &str) -> RawConn {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_nodelay(true).expect("nodelay");
+        RawConn {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes`; an error means the server has closed or reset the connection.
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await
+    }
+
+    /// Reads one response within `timeout`: the head, then a body of `Content-Length` bytes (or up
+    /// to the end of the connection when there is none).
+    pub async fn read(&mut self, timeout: Duration) -> RawOutcome {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(answer) = self.parse(false) {
+                return RawOutcome::Answer(answer);
+            }
+            match self.fill(deadline).await {
+                Fill::Data => {}
+                Fill::End => {
+                    // What came before the end is all there is.
+                    return self
+                        .parse(true)
+                        .map_or(RawOutcome::Closed, RawOutcome::Answer);
+                }
+                Fill::Timeout => return RawOutcome::Open,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the server to close the connection, discarding what it sends;
+    /// true when it did.
+    pub async fn closed_within(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.fill(deadline).await {
+                Fill::Data => self.buffer.clear(),
+                Fill::End => return true,
+                Fill::Timeout => return false,
+            }
+        }
+    }
+
+    async fn fill(&mut self, deadline: tokio::time::Instant) -> Fill {
+        use tokio::io::AsyncReadExt;
+        let mut chunk = [0u8; 16 * 1024];
+        match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+            Err(_) => Fill::Timeout,
+            Ok(Ok(0)) | Ok(Err(_)) => Fill::End,
+            Ok(Ok(n)) => {
+                self.buffer.extend_from_slice(&chunk[..n]);
+                Fill::Data
+            }
+        }
+    }
+
+    /// One response from the buffer, if it is complete (`at_end`: the connection has ended, so a
+    /// response without `Content-Length` ends here too).
+    fn parse(&mut self, at_end: bool) -> Option<Answer> {
+        let head_end = self.buffer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&self.buffer[..head_end]).to_string();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next()?;
+        let code: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
+        let mut headers = HeaderMap::new();
+        for line in lines.filter(|l| !l.is_empty()) {
+            let (name, value) = line.split_once(':')?;
+            headers.append(
+                hyper::header::HeaderName::from_bytes(name.trim().as_bytes()).ok()?,
+                hyper::header::HeaderValue::from_str(value.trim()).ok()?,
+            );
+        }
+        let length = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let body_end = match length {
+            Some(n) if self.buffer.len() >= head_end + n => head_end + n,
+            Some(_) => return None,
+            None if at_end || code == 304 || code == 204 => self.buffer.len(),
+            None => return None,
+        };
+        let body = Bytes::copy_from_slice(&self.buffer[head_end..body_end]);
+        self.buffer.drain(..body_end);
+        Some(Answer {
+            status: StatusCode::from_u16(code).ok()?,
+            headers,
+            body,
+        })
+    }
+}

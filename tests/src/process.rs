@@ -211,6 +211,25 @@ pub fn start_local_gateway(
     extra: &[&str],
     tune: impl FnOnce(&mut BrokerConfig),
 ) -> ServerProcess {
+    start_local_gateway_with_namesrv(dir, "127.0.0.1:0", extra, tune)
+}
+
+/// A free loopback address (`127.0.0.1:<port>`) for a server that does not announce its own, such
+/// as the NameServer embedded in `tern-gateway --local`. The port is free when this returns; a
+/// test starts its server on it at once.
+pub fn free_loopback_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").to_string()
+}
+
+/// [`start_local_gateway`] with the embedded NameServer on `namesrv_listen` (see
+/// [`free_loopback_addr`]), so a test can put more gateways or clients in front of it.
+pub fn start_local_gateway_with_namesrv(
+    dir: &Path,
+    namesrv_listen: &str,
+    extra: &[&str],
+    tune: impl FnOnce(&mut BrokerConfig),
+) -> ServerProcess {
     let mut config = BrokerConfig {
         store: StoreConfig::for_tests(dir.join("broker")),
         pop_min_invisible_ms: 100,
@@ -226,7 +245,7 @@ pub fn start_local_gateway(
         "--listen",
         "127.0.0.1:0",
         "--namesrv-listen",
-        "127.0.0.1:0",
+        namesrv_listen,
         "--broker-listen",
         "127.0.0.1:0",
     ]

@@ -6,10 +6,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Query};
+use axum::extract::{FromRequestParts, MatchedPath, Query};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
+use super::{GROUP_EVENTS_ROUTE, TOPIC_EVENTS_ROUTE};
 use crate::auth::{Principal, bearer_token};
 use crate::error::ApiError;
 use crate::names::Namespace;
@@ -98,7 +100,7 @@ fn token(parts: &Parts) -> Result<String, ApiError> {
             .map(str::to_string)
             .map_err(|e| ApiError::unauthorized(e.detail()));
     }
-    if parts.uri.path().ends_with("/events")
+    if is_event_stream(parts)
         && parts
             .uri
             .query()
@@ -109,6 +111,16 @@ fn token(parts: &Parts) -> Result<String, ApiError> {
         return Ok(token);
     }
     Err(ApiError::unauthorized("a bearer token is required"))
+}
+
+/// Whether the request is for an event stream: matched by route and method, not by the path's
+/// shape (`/v1/topics/events` is the topic named `events`).
+fn is_event_stream(parts: &Parts) -> bool {
+    parts.method == Method::GET
+        && parts
+            .extensions
+            .get::<MatchedPath>()
+            .is_some_and(|route| [GROUP_EVENTS_ROUTE, TOPIC_EVENTS_ROUTE].contains(&route.as_str()))
 }
 
 #[derive(serde::Deserialize)]

@@ -39,6 +39,11 @@ use tracing::Instrument;
 use crate::error::{ApiError, ErrorSlug};
 use crate::state::Gateway;
 
+/// The route of the group subscription stream.
+pub(crate) const GROUP_EVENTS_ROUTE: &str = "/v1/groups/{group}/topics/{topic}/events";
+/// The route of the broadcast/replay stream.
+pub(crate) const TOPIC_EVENTS_ROUTE: &str = "/v1/topics/{topic}/events";
+
 /// The whole API with its request middleware.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     let group_topic = "/v1/groups/{group}/topics/{topic}";
@@ -82,13 +87,17 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             &format!("{group_topic}/messages:changeVisibility"),
             post(pop::change_visibility),
         )
-        .route(&format!("{group_topic}/events"), get(sse::subscribe))
-        .route("/v1/topics/{topic}/events", get(replay::replay))
+        .route(GROUP_EVENTS_ROUTE, get(sse::subscribe))
+        .route(TOPIC_EVENTS_ROUTE, get(replay::replay))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            limit_headers,
+        ))
         .layer(middleware::from_fn_with_state(gateway.clone(), observe))
         .with_state(gateway)
 }
@@ -103,6 +112,25 @@ async fn method_not_allowed() -> ApiError {
         "method-not-allowed",
         "this endpoint does not take that method",
     )
+}
+
+/// `limits.max_headers` for HTTP/2, which bounds only the header list's size: HTTP/1 heads with
+/// more headers never get here (hyper answers 431 itself).
+async fn limit_headers(
+    State(gateway): State<Arc<Gateway>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let max = gateway.config.limits.max_headers;
+    if request.headers().len() > max {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too-many-headers",
+            format!("a request may have at most {max} headers"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Per request: a tracing span (method, route, status, latency), a log line, and the metrics.

@@ -483,7 +483,10 @@ pub async fn produce_batch(
         .map(|v| {
             v.to_str()
                 .ok()
-                .filter(|k| k.len() + 6 <= MAX_IDEMPOTENCY_KEY_LEN)
+                .filter(|k| {
+                    k.len() + 6 <= MAX_IDEMPOTENCY_KEY_LEN
+                        && tern_core::store::idempotency_key_rule(k).is_ok()
+                })
                 .map(str::to_string)
                 .ok_or_else(|| {
                     ApiError::bad_request(

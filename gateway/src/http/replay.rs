@@ -89,6 +89,7 @@ pub struct ReplayQuery {
     from: Option<String>,
     tag: Option<String>,
     #[allow(dead_code)] // read by the `Caller` extractor
+    #[serde(rename = "access_token")] // the OAuth name (RFC 6750 §2.3), not camelCase
     access_token: Option<String>,
 }
 

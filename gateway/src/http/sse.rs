@@ -181,6 +181,7 @@ pub struct SubscribeQuery {
     max_in_flight: Option<u32>,
     tag: Option<String>,
     #[allow(dead_code)] // read by the `Caller` extractor
+    #[serde(rename = "access_token")] // the OAuth name (RFC 6750 §2.3), not camelCase
     access_token: Option<String>,
 }
 
