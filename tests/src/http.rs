@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, StatusCode, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -19,6 +19,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: StatusCode,
+    /// The HTTP version the answer came over.
+    pub version: Version,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -112,6 +114,7 @@ impl Http {
     ) -> Answer {
         let response = self.start(method, path, headers, body.into()).await;
         let status = response.status();
+        let version = response.version();
         let headers = response.headers().clone();
         let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
             .await
@@ -120,6 +123,7 @@ impl Http {
             .to_bytes();
         Answer {
             status,
+            version,
             headers,
             body,
         }
@@ -150,6 +154,10 @@ impl Http {
 
     pub async fn get(&self, path: &str) -> Answer {
         self.send(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(Method::DELETE, path, &[], Bytes::new()).await
     }
 
     /// POST with a raw body and extra headers (a produce).
@@ -184,9 +192,11 @@ impl Http {
         let response = self.start(Method::GET, path, &all, Bytes::new()).await;
         assert_eq!(response.status(), StatusCode::OK, "event stream {path}");
         EventStream {
+            headers: response.headers().clone(),
             body: response.into_body(),
             buffer: Vec::new(),
             ended: false,
+            error: None,
         }
     }
 }
@@ -207,9 +217,13 @@ impl Event {
 
 /// An open SSE response.
 pub struct EventStream {
+    /// The response headers.
+    pub headers: HeaderMap,
     body: Incoming,
     buffer: Vec<u8>,
     ended: bool,
+    /// Why the body broke off, when it did not end cleanly.
+    error: Option<String>,
 }
 
 impl EventStream {
@@ -225,7 +239,11 @@ impl EventStream {
             }
             match tokio::time::timeout_at(deadline, self.body.frame()).await {
                 Err(_) => return None,
-                Ok(None) | Ok(Some(Err(_))) => self.ended = true,
+                Ok(None) => self.ended = true,
+                Ok(Some(Err(e))) => {
+                    self.ended = true;
+                    self.error = Some(e.to_string());
+                }
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         self.buffer.extend_from_slice(&data);
@@ -256,6 +274,11 @@ impl EventStream {
             .is_some()
         {}
         self.ended
+    }
+
+    /// The error the body broke off with, if it did (`None` while open or after a clean end).
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     fn parse_one(&mut self) -> Option<Event> {
