@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use tern_core::client::{ClientError, Message, SendResult, SendStatus};
+use tern_core::client::{ClientError, Message, PullStatus, SendResult, SendStatus, Subscription};
 use tern_core::store::MAX_IDEMPOTENCY_KEY_LEN;
 
 use super::caller::Caller;
@@ -294,7 +294,7 @@ async fn send(
         gateway.producer.routes().mark_stale(topic);
         result = attempt().await;
     }
-    let result = result.map_err(|e| broker_failure(gateway, &e, client_topic))?;
+    let mut result = result.map_err(|e| broker_failure(gateway, &e, client_topic))?;
     if result.status != SendStatus::Ok {
         let error = ApiError::unavailable(
             "durability-timeout",
@@ -307,10 +307,60 @@ async fn send(
         gateway.metrics.broker_error(error.slug);
         return Err(error);
     }
-    if !result.replayed {
+    if result.replayed {
+        result.msg_id = first_message_id(gateway, topic, client_topic, &result).await?;
+    } else {
         gateway.metrics.produced(1, bytes);
     }
     Ok(result)
+}
+
+/// The message id of the first send that a replay answers for. The broker's replay names the
+/// stored record (its offset message id, queue and offset), but the id clients know is that
+/// message's `UNIQ_KEY`, which this send's freshly generated one is not: read it from the record.
+async fn first_message_id(
+    gateway: &Gateway,
+    topic: &str,
+    client_topic: &str,
+    result: &SendResult,
+) -> Result<String, ApiError> {
+    // In its queue (by queue offset, so a broker that moved since still finds it)...
+    let pulled = gateway
+        .puller
+        .pull(
+            &result.queue,
+            result.queue_offset,
+            1,
+            None,
+            &Subscription::all(),
+        )
+        .await;
+    if let Ok(pulled) = pulled
+        && pulled.status == PullStatus::Found
+        && let Some(stored) = pulled
+            .messages
+            .iter()
+            .find(|m| m.offset_msg_id == result.offset_msg_id)
+    {
+        return Ok(stored.msg_id.clone());
+    }
+    // ...or by CommitLog offset (a delayed message's record is in the timer's queue).
+    let stored = gateway
+        .admin
+        .message_by_id(topic, &result.offset_msg_id)
+        .await
+        .map_err(|e| broker_failure(gateway, &e, client_topic))?;
+    stored.map(|m| m.msg_id).ok_or_else(|| {
+        let error = ApiError::unavailable(
+            "broker-unavailable",
+            format!(
+                "topic `{client_topic}`: the message this Idempotency-Key stored could not be \
+                 read back; retry"
+            ),
+        );
+        gateway.metrics.broker_error(error.slug);
+        error
+    })
 }
 
 /// Maps a client failure and counts it as a broker error.
