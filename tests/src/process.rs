@@ -211,7 +211,7 @@ pub fn start_local_gateway(
     extra: &[&str],
     tune: impl FnOnce(&mut BrokerConfig),
 ) -> ServerProcess {
-    let mut store = StoreConfig::for_tests(&dir.join("broker"));
+    let mut store = StoreConfig::for_tests(dir.join("broker"));
     // The disk guard and forced cleanup watch the whole filesystem, which tests share with
     // whatever else runs on the machine: a nearly full disk must not refuse a test's writes
     // or delete its segments.
