@@ -113,6 +113,11 @@ impl Http {
         body: impl Into<Bytes>,
     ) -> Answer {
         let response = self.start(method, path, headers, body.into()).await;
+        Self::answer(response).await
+    }
+
+    /// Reads a whole response.
+    async fn answer(response: hyper::Response<Incoming>) -> Answer {
         let status = response.status();
         let version = response.version();
         let headers = response.headers().clone();
@@ -187,17 +192,35 @@ impl Http {
 
     /// Opens an event stream (GET with `Accept: text/event-stream`); panics unless it answers 200.
     pub async fn events(&self, path: &str, headers: &[(&str, &str)]) -> EventStream {
+        match self.try_events(path, headers).await {
+            Ok(stream) => stream,
+            Err(answer) => panic!(
+                "event stream {path}: {} {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ),
+        }
+    }
+
+    /// Opens an event stream, or returns the whole answer when it is not a 200.
+    pub async fn try_events(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<EventStream, Answer> {
         let mut all = vec![("accept", "text/event-stream")];
         all.extend_from_slice(headers);
         let response = self.start(Method::GET, path, &all, Bytes::new()).await;
-        assert_eq!(response.status(), StatusCode::OK, "event stream {path}");
-        EventStream {
+        if response.status() != StatusCode::OK {
+            return Err(Self::answer(response).await);
+        }
+        Ok(EventStream {
             headers: response.headers().clone(),
             body: response.into_body(),
             buffer: Vec::new(),
             ended: false,
             error: None,
-        }
+        })
     }
 }
 

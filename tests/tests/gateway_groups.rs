@@ -640,3 +640,50 @@ async fn a_deleted_topic_comes_back_empty() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bodies(&pull_all(http, "reused").await), ["new"], "{all:?}");
 }
+
+#[tokio::test]
+async fn receipts_stay_valid_across_a_gateway_restart() {
+    let gw = Local::start();
+    produce(&gw.http, "kept", &[], b"m0").await;
+    produce(&gw.http, "kept", &[], b"m1").await;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < 2 && Instant::now() < deadline {
+        got.extend(
+            receive(
+                &gw.http,
+                "g",
+                "kept",
+                json!({"max": 2, "invisibleSeconds": 60}),
+            )
+            .await,
+        );
+    }
+    assert_eq!(got.len(), 2);
+    let (status, dir) = gw.terminate();
+    assert!(status.success(), "{status:?}");
+    // --local keeps its receipt key and the broker its in-flight state under the data dir.
+    let gw = Local::start_in(dir, None, |_| {});
+    let http = &gw.http;
+    assert_eq!(
+        ack(http, "g", "kept", &[receipt(&got[0])]).await[0]["status"],
+        200
+    );
+    let renewed = ok(http
+        .post_json(
+            &group_path("g", "kept", "messages:changeVisibility"),
+            &json!({"receipt": receipt(&got[1]), "invisibleSeconds": 0}),
+        )
+        .await);
+    assert!(renewed["receipt"].is_string());
+    let (again, _) = receive_until(
+        http,
+        "g",
+        "kept",
+        json!({"max": 2, "invisibleSeconds": 60}),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(bodies(&again), [got[1]["body"].as_str().unwrap()]);
+    assert_eq!(again[0]["deliveryAttempt"], 2);
+}

@@ -272,6 +272,22 @@ async fn h2c_metrics_and_health() {
     let text = String::from_utf8(h1.get("/metrics").await.body.to_vec()).unwrap();
     assert!(!text.contains("/no/such/path"), "{text}");
 
+    // An event stream over HTTP/2, next to other requests on the same connection.
+    let mut stream = h2
+        .events("/v1/topics/proto/events?from=earliest", &[])
+        .await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event = stream
+            .next_message(Duration::from_secs(10))
+            .await
+            .expect("replayed over h2c");
+        seen.push(event.json()["body"].as_str().unwrap().to_string());
+        ok(h2.get("/healthz").await);
+    }
+    seen.sort();
+    assert_eq!(seen, ["abc", "defg", "over h2c"]);
+
     let health = h1.get("/healthz").await;
     assert_eq!(ok(health), json!({"status": "ok"}));
     let ready = h2.get("/readyz").await;

@@ -202,6 +202,143 @@ async fn group_stream_with_auto_ack_delivers_each_message_once() {
 }
 
 #[tokio::test]
+async fn manual_stream_redelivers_what_is_not_acked_in_time_and_nack_frees_a_slot() {
+    let gw = Local::start_with(Some("[sse]\ninvisible_secs = 1\n"), |_| {});
+    let http = &gw.http;
+    create_topic(http, "late-acks", 1).await;
+    produce(http, "late-acks", &[("tern-tag", "a")], b"m0").await;
+    let mut stream = http
+        .events("/v1/groups/lg/topics/late-acks/events?maxInFlight=1", &[])
+        .await;
+    let (_, first) = next_message(&mut stream, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let delivered = Instant::now();
+    assert_eq!(
+        (&first["body"], &first["deliveryAttempt"]),
+        (&json!("m0"), &json!(1))
+    );
+    // Not acked within the stream's invisible time: the slot frees and it comes again.
+    let (_, again) = next_message(&mut stream, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(
+        delivered.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        delivered.elapsed()
+    );
+    assert_eq!(
+        (&again["body"], &again["deliveryAttempt"]),
+        (&json!("m0"), &json!(2))
+    );
+    let stale = ack(http, "lg", "late-acks", &[receipt(&first)]).await;
+    assert_eq!(stale[0]["status"], 400, "{stale:?}");
+    // A renewed delivery keeps its slot; a nack with a delay frees it for the next message.
+    let renewed = ok(http
+        .post_json(
+            &group_path("lg", "late-acks", "messages:changeVisibility"),
+            &json!({"receipt": receipt(&again), "invisibleSeconds": 30}),
+        )
+        .await);
+    produce(http, "late-acks", &[("tern-tag", "b")], b"m1").await;
+    assert!(
+        next_message(&mut stream, Duration::from_millis(2_000))
+            .await
+            .is_none(),
+        "a second message while the renewed one holds the only slot"
+    );
+    let nacked = ok(http
+        .post_json(
+            &group_path("lg", "late-acks", "messages:nack"),
+            &json!({"receipts": [renewed["receipt"]], "delaySeconds": 30}),
+        )
+        .await);
+    assert_eq!(nacked["results"], json!([{"status": 200}]));
+    let (_, next) = next_message(&mut stream, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(next["body"], "m1");
+    drop(stream);
+
+    // Tag-filtered subscriptions: a group stream and a replay stream.
+    let mut tagged = http
+        .events("/v1/groups/tg/topics/late-acks/events?ack=auto&tag=b", &[])
+        .await;
+    let (_, b) = next_message(&mut tagged, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(b["body"], "m1");
+    assert!(
+        next_message(&mut tagged, Duration::from_millis(700))
+            .await
+            .is_none()
+    );
+    let mut replay = http
+        .events("/v1/topics/late-acks/events?from=earliest&tag=a", &[])
+        .await;
+    let got = read_n(&mut replay, 1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].1["body"], "m0");
+    assert!(
+        next_message(&mut replay, Duration::from_millis(700))
+            .await
+            .is_none()
+    );
+    // Resuming after the only match skips the filtered-out message and waits for a new one.
+    let mut resumed = http
+        .events(
+            "/v1/topics/late-acks/events?tag=a",
+            &[("last-event-id", &got[0].0)],
+        )
+        .await;
+    produce(http, "late-acks", &[("tern-tag", "a")], b"m2").await;
+    let got = read_n(&mut resumed, 1, Duration::from_secs(10)).await;
+    assert_eq!(got[0].1["body"], "m2");
+}
+
+#[tokio::test]
+async fn streams_beyond_max_streams_are_refused_until_one_ends() {
+    let gw = Local::start_with(Some("[sse]\nmax_streams = 1\n"), |_| {});
+    let http = &gw.http;
+    create_topic(http, "scarce", 1).await;
+    let first = http.events("/v1/groups/mg/topics/scarce/events", &[]).await;
+    let refused = http
+        .try_events("/v1/topics/scarce/events", &[])
+        .await
+        .err()
+        .expect("a second stream refused");
+    let problem = refused.problem(503);
+    assert_eq!(
+        problem["type"],
+        "https://tern.dev/problems/too-many-streams"
+    );
+    assert_eq!(problem["retryable"], true);
+    // Other requests are not streams and still served.
+    ok(http.get("/healthz").await);
+    drop(first);
+    // The slot frees once the gateway sees the client gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut second = loop {
+        match http
+            .try_events("/v1/topics/scarce/events?from=earliest", &[])
+            .await
+        {
+            Ok(stream) => break stream,
+            Err(answer) => {
+                answer.problem(503);
+                assert!(Instant::now() < deadline, "the slot was never freed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    produce(http, "scarce", &[], b"m").await;
+    assert!(
+        next_message(&mut second, Duration::from_secs(5))
+            .await
+            .is_some()
+    );
+}
+
+#[tokio::test]
 async fn streams_send_pings() {
     let gw = Local::start_with(Some("[sse]\nping_interval_secs = 1\n"), |_| {});
     let http = &gw.http;
@@ -440,6 +577,10 @@ async fn shutdown_ends_streams_cleanly_and_answers_long_polls() {
         .events("/v1/topics/closing/events?from=earliest", &[])
         .await;
     read_n(&mut replay, 1, Duration::from_secs(10)).await;
+    let mut over_h2 = Http::new_h2c(gw.addr())
+        .events("/v1/topics/closing/events?from=earliest", &[])
+        .await;
+    read_n(&mut over_h2, 1, Duration::from_secs(10)).await;
     // Long polls in flight when the signal comes.
     let receiver = Http::new(gw.addr());
     let receiving = tokio::spawn(async move {
@@ -465,24 +606,21 @@ async fn shutdown_ends_streams_cleanly_and_answers_long_polls() {
         let (status, _dir) = gw.terminate();
         (status, Instant::now())
     });
-    assert!(
-        group.ended_within(Duration::from_secs(3)).await,
-        "group stream still open"
-    );
-    assert_eq!(
-        group.error(),
-        None,
-        "the group stream broke off instead of ending"
-    );
-    assert!(
-        replay.ended_within(Duration::from_secs(3)).await,
-        "replay stream still open"
-    );
-    assert_eq!(
-        replay.error(),
-        None,
-        "the replay stream broke off instead of ending"
-    );
+    for (what, stream) in [
+        ("group", &mut group),
+        ("replay", &mut replay),
+        ("h2c replay", &mut over_h2),
+    ] {
+        assert!(
+            stream.ended_within(Duration::from_secs(3)).await,
+            "{what} stream still open"
+        );
+        assert_eq!(
+            stream.error(),
+            None,
+            "the {what} stream broke off instead of ending"
+        );
+    }
     let ended = signalled.elapsed();
     assert!(ended < Duration::from_secs(3), "{ended:?}");
 
