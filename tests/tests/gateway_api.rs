@@ -267,7 +267,10 @@ async fn delayed_messages_arrive_at_their_time_and_not_before() {
 
 #[tokio::test]
 async fn batch_answers_each_entry_in_request_order() {
-    let gw = Local::start_with(Some("[limits]\nmax_message_bytes = 1024\n"), |_| {});
+    let gw = Local::start_with(
+        Some("[limits]\nmax_message_bytes = 1024\nmax_json_bytes = 4096\n"),
+        |_| {},
+    );
     let http = &gw.http;
     create_topic(http, "batched", 8).await;
     let binary = base64_encode(b"\xff\x00\xc3");
@@ -358,6 +361,14 @@ async fn batch_answers_each_entry_in_request_order() {
     assert_eq!(first["properties"], json!({"p": "0"}));
 
     // Whole-request failures.
+    let huge = json!({"messages": vec![json!({"body": "x".repeat(1000)}); 5]});
+    let too_large = http
+        .post_json("/v1/topics/batched/messages:batch", &huge)
+        .await;
+    assert_eq!(
+        too_large.problem(413)["type"],
+        "https://tern.dev/problems/too-large"
+    );
     let empty = http
         .post_json(
             "/v1/topics/batched/messages:batch",

@@ -394,6 +394,10 @@ async fn fifo_group_holds_a_queue_until_ack_and_dead_letters_after_max_attempts(
         .map(|(b, a)| (b.to_string(), *a))
         .collect();
     assert_eq!(seen, expected);
+    // m1 went to the group's dead-letter topic, which is neither listed nor addressable.
+    let listed = ok(http.get("/v1/topics").await);
+    assert_eq!(listed["topics"], json!(["ordered"]), "{listed}");
+    http.get("/v1/topics/%25DLQ%25fifo").await.problem(400);
     // A plain group gets everything at once, acked or not.
     let plain = receive(
         http,
@@ -495,6 +499,9 @@ async fn offsets_show_lag_and_a_reset_delivers_again() {
     assert_eq!(reset["lag"], 0, "{reset}");
     let reset = ok(http.post_json(&reset_path, &json!({"timestamp": 0})).await);
     assert_eq!(reset["lag"], 4, "{reset}");
+    http.get(&group_path("g", "never-created", "offsets"))
+        .await
+        .problem(404);
     for bad in [
         json!({"to": "yesterday"}),
         json!({"to": "earliest", "timestamp": 0}),

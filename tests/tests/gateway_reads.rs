@@ -269,6 +269,7 @@ async fn h2c_metrics_and_health() {
     );
     // Unmatched paths share one series instead of growing the map.
     h1.get("/no/such/path").await.problem(404);
+    h1.delete("/v1/topics/proto/messages").await.problem(405);
     let text = String::from_utf8(h1.get("/metrics").await.body.to_vec()).unwrap();
     assert!(!text.contains("/no/such/path"), "{text}");
 
