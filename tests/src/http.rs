@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper::{HeaderMap, Method, Request, StatusCode, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -19,6 +19,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: StatusCode,
+    /// The HTTP version the answer came over.
+    pub version: Version,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -125,7 +127,19 @@ impl Http {
         body: impl Into<Bytes>,
     ) -> Result<Answer, String> {
         let response = self.try_start(method, path, headers, body.into()).await?;
+        Self::try_answer(response).await
+    }
+
+    /// Reads a whole response.
+    async fn answer(response: hyper::Response<Incoming>) -> Answer {
+        Self::try_answer(response)
+            .await
+            .unwrap_or_else(|e| panic!("reading an answer: {e}"))
+    }
+
+    async fn try_answer(response: hyper::Response<Incoming>) -> Result<Answer, String> {
         let status = response.status();
+        let version = response.version();
         let headers = response.headers().clone();
         let body = tokio::time::timeout(REQUEST_TIMEOUT, response.into_body().collect())
             .await
@@ -134,6 +148,7 @@ impl Http {
             .to_bytes();
         Ok(Answer {
             status,
+            version,
             headers,
             body,
         })
@@ -176,6 +191,10 @@ impl Http {
 
     pub async fn get(&self, path: &str) -> Answer {
         self.send(Method::GET, path, &[], Bytes::new()).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.send(Method::DELETE, path, &[], Bytes::new()).await
     }
 
     /// POST with a raw body and extra headers (a produce).
@@ -230,15 +249,35 @@ impl Http {
 
     /// Opens an event stream (GET with `Accept: text/event-stream`); panics unless it answers 200.
     pub async fn events(&self, path: &str, headers: &[(&str, &str)]) -> EventStream {
+        match self.try_events(path, headers).await {
+            Ok(stream) => stream,
+            Err(answer) => panic!(
+                "event stream {path}: {} {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            ),
+        }
+    }
+
+    /// Opens an event stream, or returns the whole answer when it is not a 200.
+    pub async fn try_events(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<EventStream, Answer> {
         let mut all = vec![("accept", "text/event-stream")];
         all.extend_from_slice(headers);
         let response = self.start(Method::GET, path, &all, Bytes::new()).await;
-        assert_eq!(response.status(), StatusCode::OK, "event stream {path}");
-        EventStream {
+        if response.status() != StatusCode::OK {
+            return Err(Self::answer(response).await);
+        }
+        Ok(EventStream {
+            headers: response.headers().clone(),
             body: response.into_body(),
             buffer: Vec::new(),
             ended: false,
-        }
+            error: None,
+        })
     }
 }
 
@@ -258,9 +297,13 @@ impl Event {
 
 /// An open SSE response.
 pub struct EventStream {
+    /// The response headers.
+    pub headers: HeaderMap,
     body: Incoming,
     buffer: Vec<u8>,
     ended: bool,
+    /// Why the body broke off, when it did not end cleanly.
+    error: Option<String>,
 }
 
 impl EventStream {
@@ -276,7 +319,11 @@ impl EventStream {
             }
             match tokio::time::timeout_at(deadline, self.body.frame()).await {
                 Err(_) => return None,
-                Ok(None) | Ok(Some(Err(_))) => self.ended = true,
+                Ok(None) => self.ended = true,
+                Ok(Some(Err(e))) => {
+                    self.ended = true;
+                    self.error = Some(e.to_string());
+                }
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         self.buffer.extend_from_slice(&data);
@@ -307,6 +354,11 @@ impl EventStream {
             .is_some()
         {}
         self.ended
+    }
+
+    /// The error the body broke off with, if it did (`None` while open or after a clean end).
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
     }
 
     fn parse_one(&mut self) -> Option<Event> {
@@ -461,6 +513,7 @@ impl RawConn {
         self.buffer.drain(..body_end);
         Some(Answer {
             status: StatusCode::from_u16(code).ok()?,
+            version: hyper::Version::HTTP_11,
             headers,
             body,
         })

@@ -230,8 +230,15 @@ pub fn start_local_gateway_with_namesrv(
     extra: &[&str],
     tune: impl FnOnce(&mut BrokerConfig),
 ) -> ServerProcess {
+    let mut store = StoreConfig::for_tests(dir.join("broker"));
+    // The disk guard and forced cleanup watch the whole filesystem, which tests share with
+    // whatever else runs on the machine: a nearly full disk must not refuse a test's writes
+    // or delete its segments.
+    store.disk_clean_ratio = 1.0;
+    store.disk_clean_forcibly_ratio = 1.0;
+    store.disk_refuse_write_ratio = 1.0;
     let mut config = BrokerConfig {
-        store: StoreConfig::for_tests(dir.join("broker")),
+        store,
         pop_min_invisible_ms: 100,
         ..BrokerConfig::default()
     };

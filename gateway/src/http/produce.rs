@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
-use tern_core::client::{ClientError, Message, SendResult, SendStatus};
+use tern_core::client::{ClientError, Message, PullStatus, SendResult, SendStatus, Subscription};
 use tern_core::store::MAX_IDEMPOTENCY_KEY_LEN;
 
 use super::caller::Caller;
@@ -318,29 +318,51 @@ async fn send(
     Ok(result)
 }
 
-/// The id of the message a repeated idempotent send stands for. The broker answers a repeat with
-/// the first send's queue, offset and offset message id, but `msg_id` is the id the producer made
-/// for this attempt, which was never stored: the first send's id is read back from the stored
-/// message.
+/// The message id of the first send that a replay answers for. The broker's replay names the
+/// stored record (its offset message id, queue and offset), but the id clients know is that
+/// message's `UNIQ_KEY`, which this send's freshly generated one is not: read it from the record.
 async fn first_message_id(
     gateway: &Gateway,
     topic: &str,
     client_topic: &str,
     result: &SendResult,
 ) -> Result<String, ApiError> {
+    // In its queue (by queue offset, so a broker that moved since still finds it)...
+    let pulled = gateway
+        .puller
+        .pull(
+            &result.queue,
+            result.queue_offset,
+            1,
+            None,
+            &Subscription::all(),
+        )
+        .await;
+    if let Ok(pulled) = pulled
+        && pulled.status == PullStatus::Found
+        && let Some(stored) = pulled
+            .messages
+            .iter()
+            .find(|m| m.offset_msg_id == result.offset_msg_id)
+    {
+        return Ok(stored.msg_id.clone());
+    }
+    // ...or by CommitLog offset (a delayed message's record is in the timer's queue).
     let stored = gateway
         .admin
         .message_by_id(topic, &result.offset_msg_id)
         .await
         .map_err(|e| broker_failure(gateway, &e, client_topic))?;
     stored.map(|m| m.msg_id).ok_or_else(|| {
-        ApiError::unavailable(
+        let error = ApiError::unavailable(
             "broker-unavailable",
             format!(
-                "topic `{client_topic}`: the message stored under this Idempotency-Key could not \
-                 be read back; retry"
+                "topic `{client_topic}`: the message this Idempotency-Key stored could not be \
+                 read back; retry"
             ),
-        )
+        );
+        gateway.metrics.broker_error(error.slug);
+        error
     })
 }
 
