@@ -142,8 +142,9 @@ impl Gateway {
     }
 
     /// Runs a long poll, cut short when the gateway starts shutting down (`None`), so a drain
-    /// never waits for a client's 30 s wait. A pop cut short leaves what it popped invisible
-    /// until its invisible time ends; nothing is lost.
+    /// never waits for a client's 30 s wait: a receive then answers what it has (nothing), a pull
+    /// answers like a pull without a wait. A pop cut short leaves what it popped invisible until
+    /// its invisible time ends; nothing is lost.
     pub async fn unless_shutdown<T>(
         &self,
         work: impl std::future::Future<Output = T>,

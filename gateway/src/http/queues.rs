@@ -101,15 +101,19 @@ pub async fn pull(
     let pull = gateway
         .puller
         .pull(&queue, offset, max as i32, wait, &subscription);
+    // A long poll cut short by shutdown answers like a pull without a wait.
     let result = match gateway.unless_shutdown(pull).await {
+        Some(result) => result,
         None => {
-            return Err(ApiError::unavailable(
-                "shutting-down",
-                "the gateway is shutting down",
-            ));
+            gateway
+                .puller
+                .pull(&queue, offset, max as i32, None, &subscription)
+                .await
         }
-        Some(Ok(result)) => result,
-        Some(Err(e)) => return Err(routed_failure(&gateway, &e, &topic, &path.topic).await),
+    };
+    let result = match result {
+        Ok(result) => result,
+        Err(e) => return Err(routed_failure(&gateway, &e, &topic, &path.topic).await),
     };
     let messages: Vec<MessageJson> = match result.status {
         PullStatus::Found => result
