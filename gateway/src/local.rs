@@ -3,7 +3,8 @@
 //! Like RocketMQ 5's proxy "local mode": the same NameServer and broker the separate binaries
 //! run, started in-process, with their data under one directory. Both still listen on TCP
 //! (127.0.0.1:9876 and 127.0.0.1:10911 by default), so RocketMQ clients and `tern-broker` tools
-//! can share the topics with HTTP clients.
+//! can share the topics with HTTP clients. The gateway itself reaches the broker through
+//! in-process pipes (`tern_core::protocol::in_process`), not the socket.
 
 use std::path::{Path, PathBuf};
 
@@ -77,6 +78,8 @@ impl Local {
                 return Err(LocalError::Broker(e.to_string()));
             }
         };
+        // The gateway's calls to its own broker skip the loopback socket.
+        broker.serve_in_process();
         Ok(Local { namesrv, broker })
     }
 

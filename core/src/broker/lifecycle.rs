@@ -168,6 +168,14 @@ impl Broker {
         &self.state.store
     }
 
+    /// Makes this broker reachable from clients in the same process through memory pipes
+    /// instead of loopback sockets (see [`crate::protocol::in_process`]), under its announced
+    /// address: the gateway's `--local` mode. Other processes still use the socket. Undone at
+    /// shutdown.
+    pub fn serve_in_process(&self) {
+        crate::protocol::in_process::register(&self.state.addr, self.server.in_process_connector());
+    }
+
     /// Idempotency keys remembered in memory (in flight included) and keys evicted so far
     /// because of `idempotency_max_keys`, for monitoring and tests.
     pub fn idempotency_stats(&self) -> (usize, u64) {
@@ -183,6 +191,7 @@ impl Broker {
         for task in self.tasks {
             let _ = task.await;
         }
+        crate::protocol::in_process::unregister(&state.addr);
         self.server.shutdown().await;
         let offsets = state.offsets.persist();
         let pops = state.pops.persist(&state.store);

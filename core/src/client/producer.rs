@@ -110,7 +110,9 @@ impl Prepared {
         let mut header = self.header.clone();
         header.queue_id = queue.queue_id;
         header.broker_name = Some(queue.broker_name.clone());
-        let mut command = RemotingCommand::request(self.code).with_body(self.body.clone());
+        let mut command = RemotingCommand::request(self.code)
+            .with_body(self.body.clone())
+            .with_serialize_type(crate::protocol::SerializeType::RocketMq);
         header.write_v2(&mut command.ext_fields);
         command
     }

@@ -16,9 +16,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use super::codes::response;
@@ -87,6 +86,23 @@ impl Connection {
         let peer_addr = stream.peer_addr().ok();
         let peer = peer_addr.map_or_else(|| "?".into(), |a| a.to_string());
         let (read, write) = stream.into_split();
+        Connection::spawn_io(read, write, peer, peer_addr, handler)
+    }
+
+    /// Starts a connection over any byte stream halves (a socket's, or an in-process pipe's:
+    /// see [`super::in_process`]). `peer` names the other side in logs and tables.
+    pub fn spawn_io<R, W, H>(
+        read: R,
+        write: W,
+        peer: String,
+        peer_addr: Option<SocketAddr>,
+        handler: Arc<H>,
+    ) -> Connection
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+        H: RequestHandler,
+    {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_FRAMES);
         let conn = Connection {
             shared: Arc::new(Shared {
@@ -111,6 +127,16 @@ impl Connection {
         timeout: Duration,
         handler: Arc<H>,
     ) -> Result<Connection, RemotingError> {
+        if let Some(stream) = super::in_process::connect(addr) {
+            let (read, write) = tokio::io::split(stream);
+            return Ok(Connection::spawn_io(
+                read,
+                write,
+                format!("in-process:{addr}"),
+                addr.parse().ok(),
+                handler,
+            ));
+        }
         let sock: SocketAddr = addr
             .parse()
             .map_err(|_| RemotingError::BadAddress(addr.to_string()))?;
@@ -311,7 +337,11 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-async fn write_loop(mut socket: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, conn: Connection) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut socket: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    conn: Connection,
+) {
     let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH_BYTES);
     loop {
         let first = tokio::select! {
@@ -350,8 +380,8 @@ const FRAMES_PER_TURN: usize = 16;
 /// responses) are queued on their own to avoid copying them.
 const INLINE_FRAME_BYTES: usize = 16 * 1024;
 
-async fn read_loop<H: RequestHandler>(
-    mut socket: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin, H: RequestHandler>(
+    mut socket: R,
     conn: Connection,
     handler: Arc<H>,
 ) {

@@ -16,6 +16,7 @@ pub mod error;
 pub mod frame;
 pub mod header;
 pub mod headers;
+pub mod in_process;
 pub mod server;
 pub mod subscription;
 

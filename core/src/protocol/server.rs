@@ -5,12 +5,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use tokio::io::DuplexStream;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::command::RemotingCommand;
 use super::connection::{Connection, RequestHandler};
+use super::in_process::{Connector, PIPE_BYTES};
 
 /// Connections one server accepts at once; beyond it new sockets are closed with a warning.
 pub const MAX_CONNECTIONS: usize = 10_000;
@@ -18,6 +20,8 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 /// A running server. Dropping it does not stop it; call [`ServerHandle::shutdown`].
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    /// Serves one in-process pipe (the server's end) like an accepted socket.
+    serve_pipe: Arc<dyn Fn(DuplexStream) + Send + Sync>,
     stop: watch::Sender<bool>,
     connections: Arc<Mutex<HashMap<u64, Connection>>>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -45,6 +49,17 @@ impl ServerHandle {
         for conn in open {
             conn.close();
         }
+    }
+
+    /// A connector for [`super::in_process::register`]: each call opens a pipe whose far end
+    /// this server serves like an accepted connection (same handler, same connection table).
+    pub fn in_process_connector(&self) -> Connector {
+        let serve_pipe = self.serve_pipe.clone();
+        Arc::new(move || {
+            let (client, server) = tokio::io::duplex(PIPE_BYTES);
+            serve_pipe(server);
+            client
+        })
     }
 
     /// Connections currently open.
@@ -90,6 +105,19 @@ pub fn serve_listener<H: RequestHandler>(listener: TcpListener, handler: Arc<H>)
         inner: handler,
         connections: connections.clone(),
     });
+    let serve_pipe = {
+        let tracked = tracked.clone();
+        let table = connections.clone();
+        Arc::new(move |pipe: DuplexStream| {
+            let (read, write) = tokio::io::split(pipe);
+            let conn =
+                Connection::spawn_io(read, write, "in-process".into(), None, tracked.clone());
+            table
+                .lock()
+                .expect("connections lock")
+                .insert(conn.id(), conn);
+        })
+    };
     let table = connections.clone();
     let task = tokio::spawn(async move {
         loop {
@@ -120,6 +148,7 @@ pub fn serve_listener<H: RequestHandler>(listener: TcpListener, handler: Arc<H>)
     });
     ServerHandle {
         local_addr,
+        serve_pipe,
         stop,
         connections,
         task: Mutex::new(Some(task)),
