@@ -21,6 +21,15 @@ pub fn announce(name: &str, addr: impl std::fmt::Display) {
     let _ = std::io::stdout().flush();
 }
 
+/// A command-line list of addresses (`a:1;b:2` or `a:1,b:2`), blanks dropped.
+pub fn split_addrs(list: &str) -> Vec<String> {
+    list.split([';', ','])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// Resolves on the first SIGTERM or Ctrl-C (SIGINT).
 pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -91,6 +91,22 @@ impl ApiError {
         e
     }
 
+    /// `value` when it lies in `range`, else a 400 `slug` naming `field` and the range.
+    pub fn check_range<T: PartialOrd + std::fmt::Display>(
+        value: T,
+        range: std::ops::RangeInclusive<T>,
+        slug: &'static str,
+        field: &str,
+    ) -> Result<T, ApiError> {
+        if range.contains(&value) {
+            return Ok(value);
+        }
+        Err(ApiError::bad_request(
+            slug,
+            format!("{field} must be {}..={}", range.start(), range.end()),
+        ))
+    }
+
     pub fn unavailable(slug: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, slug, detail).retryable()
     }

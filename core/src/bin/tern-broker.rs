@@ -65,12 +65,7 @@ fn configure(args: Args) -> Result<BrokerConfig, String> {
         config.listen = v;
     }
     if let Some(v) = args.namesrv {
-        config.namesrv_addrs = v
-            .split([';', ','])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
+        config.namesrv_addrs = tern_core::daemon::split_addrs(&v);
     }
     if let Some(v) = args.store_path {
         config.store.store_path = v;

@@ -75,12 +75,7 @@ fn configure(args: &Args) -> Result<GatewayConfig, String> {
         config.listen = v.clone();
     }
     if let Some(v) = &args.namesrv {
-        config.namesrv_addrs = v
-            .split([';', ','])
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
+        config.namesrv_addrs = tern_core::daemon::split_addrs(v);
     }
     if args.local {
         config.auto_create_topics = true;

@@ -87,12 +87,7 @@ pub async fn put_topic(
     let topic = caller.namespace.topic(path.topic())?;
     caller.require_admin()?;
     let queues = spec.queues.unwrap_or(gateway.config.default_topic_queues);
-    if !(1..=MAX_TOPIC_QUEUES).contains(&queues) {
-        return Err(ApiError::bad_request(
-            "invalid-field",
-            format!("queues must be 1..={MAX_TOPIC_QUEUES}"),
-        ));
-    }
+    ApiError::check_range(queues, 1..=MAX_TOPIC_QUEUES, "invalid-field", "queues")?;
     let bits = perm_bits(spec.perm.as_deref().unwrap_or("rw"))?;
     gateway
         .admin
@@ -274,12 +269,12 @@ pub async fn put_group(
         ));
     }
     let attempts = spec.max_delivery_attempts.unwrap_or(17);
-    if !(1..=MAX_DELIVERY_ATTEMPTS).contains(&attempts) {
-        return Err(ApiError::bad_request(
-            "invalid-field",
-            format!("maxDeliveryAttempts must be 1..={MAX_DELIVERY_ATTEMPTS}"),
-        ));
-    }
+    ApiError::check_range(
+        attempts,
+        1..=MAX_DELIVERY_ATTEMPTS,
+        "invalid-field",
+        "maxDeliveryAttempts",
+    )?;
     let fifo = spec.fifo.unwrap_or(false);
     let mut config = SubscriptionGroupConfig::new(group);
     config.consume_message_orderly = fifo;

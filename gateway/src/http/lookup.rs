@@ -107,12 +107,7 @@ pub async fn by_key(
         ));
     }
     let max = query.max.unwrap_or(32);
-    if !(1..=MAX_LOOKUP).contains(&max) {
-        return Err(ApiError::bad_request(
-            "invalid-max",
-            format!("max must be 1..={MAX_LOOKUP}"),
-        ));
-    }
+    ApiError::check_range(max, 1..=MAX_LOOKUP, "invalid-max", "max")?;
     let found = gateway
         .admin
         .messages_by_key(&topic, &query.key, from, to, max as usize)

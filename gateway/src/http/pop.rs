@@ -136,12 +136,7 @@ pub async fn receive(
     let target = GroupTopic::resolve(&caller, path)?;
     let limits = &gateway.config.limits;
     let max = request.max.unwrap_or(1);
-    if !(1..=limits.max_receive).contains(&max) {
-        return Err(ApiError::bad_request(
-            "invalid-max",
-            format!("max must be 1..={}", limits.max_receive),
-        ));
-    }
+    ApiError::check_range(max, 1..=limits.max_receive, "invalid-max", "max")?;
     let invisible = check_invisible(
         request.invisible_seconds.unwrap_or(DEFAULT_INVISIBLE_SECS),
         "invisibleSeconds",
@@ -177,13 +172,8 @@ pub async fn receive(
 
 /// An invisible time or delay in seconds, `min..=12 h`.
 pub fn check_invisible(secs: u64, field: &str, min: u64) -> Result<Duration, ApiError> {
-    if !(min..=MAX_INVISIBLE_SECS).contains(&secs) {
-        return Err(ApiError::bad_request(
-            "invalid-field",
-            format!("{field} must be {min}..={MAX_INVISIBLE_SECS}"),
-        ));
-    }
-    Ok(Duration::from_secs(secs))
+    ApiError::check_range(secs, min..=MAX_INVISIBLE_SECS, "invalid-field", field)
+        .map(Duration::from_secs)
 }
 
 #[derive(Deserialize)]

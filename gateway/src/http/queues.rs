@@ -83,12 +83,7 @@ pub async fn pull(
     caller.require_consume(&path.topic)?;
     let limits = &gateway.config.limits;
     let max = query.max.unwrap_or(16);
-    if !(1..=limits.max_receive).contains(&max) {
-        return Err(ApiError::bad_request(
-            "invalid-max",
-            format!("max must be 1..={}", limits.max_receive),
-        ));
-    }
+    ApiError::check_range(max, 1..=limits.max_receive, "invalid-max", "max")?;
     let wait = check_wait(query.wait.unwrap_or(0), limits.max_wait_secs)?;
     let offset = i64::try_from(query.offset)
         .map_err(|_| ApiError::bad_request("invalid-offset", "offset is too large"))?;

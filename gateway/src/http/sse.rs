@@ -209,15 +209,12 @@ pub async fn subscribe(
     let max_in_flight = query
         .max_in_flight
         .unwrap_or(gateway.config.sse.default_max_in_flight);
-    if !(1..=gateway.config.limits.max_in_flight).contains(&max_in_flight) {
-        return Err(ApiError::bad_request(
-            "invalid-query",
-            format!(
-                "maxInFlight must be 1..={}",
-                gateway.config.limits.max_in_flight
-            ),
-        ));
-    }
+    ApiError::check_range(
+        max_in_flight,
+        1..=gateway.config.limits.max_in_flight,
+        "invalid-query",
+        "maxInFlight",
+    )?;
     // Fail fast on an unknown topic instead of opening a stream that can only error.
     if let Err(e) = gateway.routes().route(&target.topic).await {
         return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
