@@ -1,12 +1,15 @@
-//! Shared by the gateway auth and bad-input tests: gateway configuration files, gateways started
-//! with them, JWTs signed with the test keys in `gateway/tests/fixtures` (TEST KEYS ONLY), and
-//! checks on answers.
+//! Shared by the gateway auth, tenancy, bad-input and slow-client tests: gateway configuration
+//! files, gateways started with them, JWTs signed with the test keys in `gateway/tests/fixtures`
+//! (TEST KEYS ONLY), checks on answers, and the requests and checks the tests of each pair
+//! (auth and tenancy, bad input and slow clients) share.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hyper::Method;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -273,4 +276,134 @@ pub fn ok(answer: &Answer, case: &str) -> Value {
         String::from_utf8_lossy(&answer.body)
     );
     answer.json()
+}
+
+// Shared by the auth and tenancy tests.
+
+/// A scope that allows everything.
+pub const ALL: &str = "admin publish:* consume:*";
+
+/// Produces `body` to `topic`, asserting 200; returns the result JSON.
+pub async fn produce(http: &Http, topic: &str, body: &str, headers: &[(&str, &str)]) -> Value {
+    let answer = http
+        .post(
+            &format!("/v1/topics/{topic}/messages"),
+            headers,
+            body.to_string(),
+        )
+        .await;
+    ok(&answer, &format!("produce {body:?} to {topic}"))
+}
+
+/// Receives from `group`/`topic` until `count` messages came or `timeout` passed (one receive may
+/// not reach every queue); returns them.
+pub async fn receive_all(
+    http: &Http,
+    group: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    let mut messages = Vec::new();
+    while messages.len() < count && Instant::now() < deadline {
+        let answer = http
+            .post_json(
+                &format!("/v1/groups/{group}/topics/{topic}/messages:receive"),
+                &json!({"max": 32, "waitSeconds": 1, "invisibleSeconds": 60}),
+            )
+            .await;
+        let json = ok(&answer, &format!("receive {group}/{topic}"));
+        messages.extend(json["messages"].as_array().cloned().unwrap_or_default());
+    }
+    messages
+}
+
+pub fn bodies(messages: &[Value]) -> BTreeSet<String> {
+    messages
+        .iter()
+        .map(|m| m["body"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+// Shared by the bad-input and slow-client tests.
+
+pub const MAX_MESSAGE: usize = 1024;
+pub const MAX_JSON: usize = 2048;
+pub const MAX_RECEIPTS: usize = 4;
+pub const MAX_BATCH: usize = 8;
+pub const MAX_HEADER_BYTES: usize = 8192;
+pub const HEADER_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const BODY_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// The `[limits]` section of the bad-input and slow-client tests: the small limits above.
+pub fn limits_section() -> String {
+    format!(
+        "[limits]\nmax_message_bytes = {MAX_MESSAGE}\nmax_json_bytes = {MAX_JSON}\n\
+         max_receipts = {MAX_RECEIPTS}\nmax_batch_messages = {MAX_BATCH}\nmax_header_bytes = {MAX_HEADER_BYTES}\nmax_headers = 100\n\
+         header_read_timeout_ms = {}\nbody_read_timeout_ms = {}\n",
+        HEADER_TIMEOUT.as_millis(),
+        BODY_TIMEOUT.as_millis(),
+    )
+}
+
+/// Creates topic `topic` with two queues.
+pub async fn create_topic(http: &Http, topic: &str) {
+    let answer = http
+        .json(
+            Method::PUT,
+            &format!("/v1/topics/{topic}"),
+            &json!({"queues": 2}),
+        )
+        .await;
+    ok(&answer, &format!("PUT /v1/topics/{topic}"));
+}
+
+/// Messages stored in `topic`: the sum of its queues' max offsets.
+pub async fn stored(http: &Http, topic: &str) -> i64 {
+    let info = ok(
+        &http.get(&format!("/v1/topics/{topic}")).await,
+        "topic info",
+    );
+    info["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .map(|q| q["maxOffset"].as_i64().expect("maxOffset"))
+        .sum()
+}
+
+/// Asserts that `topic` holds exactly `expected` messages. The broker indexes a message shortly
+/// after acknowledging it, so this waits up to 10 s for the count to reach `expected`; a count
+/// above it fails at once.
+pub async fn assert_stored(http: &Http, topic: &str, expected: i64, case: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let count = stored(http, topic).await;
+        assert!(
+            count <= expected,
+            "{case}: {count} messages in {topic}, expected {expected}"
+        );
+        if count == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{case}: {count} messages in {topic}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts that `topic` holds its `expected` messages and nothing more: produces a marker and
+/// waits until it is indexed. The broker indexes messages in the order it stored them, so
+/// anything a refused request had stored would be counted by then.
+pub async fn assert_nothing_more(http: &Http, topic: &str, expected: i64, case: &str) {
+    ok(
+        &http
+            .post(&format!("/v1/topics/{topic}/messages"), &[], "marker")
+            .await,
+        "marker",
+    );
+    assert_stored(http, topic, expected + 1, case).await;
 }
