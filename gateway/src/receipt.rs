@@ -68,6 +68,9 @@ pub struct ReceiptBody {
     pub queue_offset: i64,
     /// The broker's receipt handle (`POP_CK`).
     pub handle: String,
+    /// Which delivery of the message this is (1 = the first): a nack without a delay waits
+    /// what the group's retry policy gives for it.
+    pub delivery_attempt: u32,
 }
 
 /// Why a receipt or a receipt key was refused. Safe to show clients (no key material).
@@ -282,6 +285,7 @@ fn encode_body(body: &ReceiptBody) -> Vec<u8> {
     out.extend_from_slice(&body.queue_id.to_be_bytes());
     out.extend_from_slice(&body.queue_offset.to_be_bytes());
     put_str(&mut out, &body.handle);
+    out.extend_from_slice(&body.delivery_attempt.to_be_bytes());
     out
 }
 
@@ -310,6 +314,7 @@ fn decode_body(mut input: &[u8]) -> Option<ReceiptBody> {
     let queue_id = i32::from_be_bytes(take(&mut input, 4)?.try_into().ok()?);
     let queue_offset = i64::from_be_bytes(take(&mut input, 8)?.try_into().ok()?);
     let handle = take_str(&mut input)?;
+    let delivery_attempt = u32::from_be_bytes(take(&mut input, 4)?.try_into().ok()?);
     input.is_empty().then_some(ReceiptBody {
         tenant,
         group,
@@ -318,6 +323,7 @@ fn decode_body(mut input: &[u8]) -> Option<ReceiptBody> {
         queue_id,
         queue_offset,
         handle,
+        delivery_attempt,
     })
 }
 
@@ -358,6 +364,7 @@ mod tests {
             queue_id: 3,
             queue_offset: 12_345,
             handle: "12345 1700000000000 30000 0 0 broker-a 3 12345".into(),
+            delivery_attempt: 1,
         }
     }
 
@@ -370,6 +377,7 @@ mod tests {
             queue_id: i32::MIN,
             queue_offset: i64::MAX,
             handle: "h".repeat(MAX_HANDLE_LEN),
+            delivery_attempt: u32::MAX,
         }
     }
 
@@ -673,7 +681,7 @@ mod tests {
             handle in "[ -~]{0,256}",
         ) {
             let s = sealer();
-            let b = ReceiptBody { tenant, group, topic, broker_name, queue_id, queue_offset, handle };
+            let b = ReceiptBody { tenant, group, topic, broker_name, queue_id, queue_offset, handle, delivery_attempt: 3 };
             let receipt = s.try_seal(&b).unwrap();
             prop_assert!(receipt.len() <= MAX_RECEIPT_LEN);
             prop_assert_eq!(s.open(&receipt, &b.tenant, &b.group, &b.topic), Ok(b));

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tern_core::client::{Admin, ClientConfig, PopConsumer, Producer, PullConsumer, RouteCache};
 use tern_core::protocol::RemotingClient;
+use tern_core::protocol::retry_policy::GroupRetryPolicy;
 use tokio::sync::{Semaphore, watch};
 
 use crate::auth::Verifier;
@@ -46,7 +47,15 @@ pub struct Gateway {
     refresher: tokio::task::JoinHandle<()>,
     client_config: ClientConfig,
     pops: Mutex<HashMap<String, Arc<PopConsumer>>>,
+    /// Retry policies by broker-side group, and when they were read.
+    group_table: Mutex<Option<GroupTable>>,
 }
+
+type GroupTable = (std::time::Instant, Arc<HashMap<String, GroupRetryPolicy>>);
+
+/// How long a read of the brokers' group table serves nacks. A group changed through another
+/// gateway takes effect here within this time.
+pub const GROUP_TABLE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -106,6 +115,7 @@ impl Gateway {
             refresher,
             client_config,
             pops: Mutex::new(HashMap::new()),
+            group_table: Mutex::new(None),
             config,
         })
     }
@@ -157,6 +167,43 @@ impl Gateway {
             result = work => Some(result),
             _ = shutdown.wait_for(|stopping| *stopping) => None,
         }
+    }
+
+    /// A group's retry policy (`retryBackoff`), from the brokers' group table, cached for
+    /// [`GROUP_TABLE_TTL`] so nacks do not each ask a broker. `None`: the group has none.
+    pub async fn retry_policy(
+        &self,
+        group: &str,
+    ) -> Result<Option<GroupRetryPolicy>, tern_core::client::ClientError> {
+        let cached = self
+            .group_table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < GROUP_TABLE_TTL)
+            .map(|(_, table)| table.clone());
+        let table = match cached {
+            Some(table) => table,
+            None => {
+                let table: Arc<HashMap<String, GroupRetryPolicy>> = Arc::new(
+                    self.admin
+                        .group_configs()
+                        .await?
+                        .into_iter()
+                        .filter_map(|(name, config)| Some((name, config.group_retry_policy?)))
+                        .collect(),
+                );
+                *self.group_table.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((std::time::Instant::now(), table.clone()));
+                table
+            }
+        };
+        Ok(table.get(group).cloned())
+    }
+
+    /// Forgets the cached group table (after this gateway changed a group).
+    pub fn forget_group_table(&self) {
+        *self.group_table.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Closes every broker connection and stops the route refreshers.

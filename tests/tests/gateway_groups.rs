@@ -36,6 +36,107 @@ async fn receive_until(
 }
 
 #[tokio::test]
+async fn retry_backoff_spaces_nacks_that_name_no_delay() {
+    let gw = Local::start();
+    let http = &gw.http;
+    let set = ok(http
+        .json(
+            Method::PUT,
+            "/v1/groups/backoff",
+            &json!({"retryBackoff": {"delaysSeconds": [2, 0.5]}}),
+        )
+        .await);
+    assert_eq!(set["retryBackoff"]["delaysSeconds"], json!([2.0, 0.5]));
+    http.json(
+        Method::PUT,
+        "/v1/groups/bad-backoff",
+        &json!({"retryBackoff": {"delaysSeconds": []}}),
+    )
+    .await
+    .problem(400);
+    produce(http, "spaced", &[], b"retry me").await;
+    let request = json!({"max": 1, "invisibleSeconds": 30});
+    let (first, _) = receive_until(
+        http,
+        "backoff",
+        "spaced",
+        request.clone(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(first[0]["deliveryAttempt"], 1);
+
+    // Attempt 1 nacked without a delay: back after the first backoff (2 s), not before.
+    let nack = |m: &Value| json!({"receipts": [receipt(m)]});
+    let nacked_at = Instant::now();
+    let answer = ok(http
+        .post_json(
+            &group_path("backoff", "spaced", "messages:nack"),
+            &nack(&first[0]),
+        )
+        .await);
+    assert_eq!(answer["results"][0]["status"], 200);
+    let (second, at) = receive_until(
+        http,
+        "backoff",
+        "spaced",
+        request.clone(),
+        Duration::from_secs(8),
+    )
+    .await;
+    let waited = at - nacked_at;
+    assert!(
+        waited >= Duration::from_millis(1_800),
+        "back after {waited:?}"
+    );
+    assert_eq!(second[0]["deliveryAttempt"], 2);
+
+    // Attempt 2: the second backoff (0.5 s).
+    let nacked_at = Instant::now();
+    ok(http
+        .post_json(
+            &group_path("backoff", "spaced", "messages:nack"),
+            &nack(&second[0]),
+        )
+        .await);
+    let (third, at) = receive_until(
+        http,
+        "backoff",
+        "spaced",
+        request.clone(),
+        Duration::from_secs(5),
+    )
+    .await;
+    let waited = at - nacked_at;
+    assert!(
+        (Duration::from_millis(400)..Duration::from_millis(1_900)).contains(&waited),
+        "back after {waited:?}"
+    );
+    assert_eq!(third[0]["deliveryAttempt"], 3);
+
+    // An explicit delaySeconds wins over the group's backoff.
+    ok(http
+        .post_json(
+            &group_path("backoff", "spaced", "messages:nack"),
+            &json!({"receipts": [receipt(&third[0])], "delaySeconds": 0}),
+        )
+        .await);
+    let again = receive(
+        http,
+        "backoff",
+        "spaced",
+        json!({"max": 1, "waitSeconds": 1}),
+    )
+    .await;
+    assert_eq!(
+        again.len(),
+        1,
+        "a nack with delaySeconds 0 redelivers at once"
+    );
+    assert_eq!(again[0]["deliveryAttempt"], 4);
+}
+
+#[tokio::test]
 async fn invisibility_expires_into_a_second_attempt_and_ack_ends_it() {
     let gw = Local::start();
     let http = &gw.http;

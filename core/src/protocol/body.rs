@@ -280,6 +280,10 @@ pub struct SubscriptionGroupConfig {
     pub notify_consumer_ids_changed_enable: bool,
     pub group_sys_flag: i32,
     pub consume_timeout_minute: i32,
+    /// RocketMQ 5's retry policy: the delay before redelivering a message handed back without
+    /// one (applied by the gateway to pop nacks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_retry_policy: Option<super::retry_policy::GroupRetryPolicy>,
 }
 
 impl SubscriptionGroupConfig {
@@ -307,6 +311,7 @@ impl Default for SubscriptionGroupConfig {
             notify_consumer_ids_changed_enable: true,
             group_sys_flag: 0,
             consume_timeout_minute: 15,
+            group_retry_policy: None,
         }
     }
 }

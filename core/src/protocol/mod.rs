@@ -17,6 +17,7 @@ pub mod frame;
 pub mod header;
 pub mod headers;
 pub mod in_process;
+pub mod retry_policy;
 pub mod server;
 pub mod subscription;
 

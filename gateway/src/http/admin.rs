@@ -15,6 +15,7 @@ use tern_core::client::ClientError;
 use tern_core::client::admin::ResetTarget;
 use tern_core::protocol::body::SubscriptionGroupConfig;
 use tern_core::protocol::codes::perm;
+use tern_core::protocol::retry_policy::{GroupRetryPolicy, MAX_RETRY_DELAY_MS};
 
 use super::caller::Caller;
 use super::extract::{Json, PathParams, json_response};
@@ -237,7 +238,66 @@ fn is_system_topic(topic: &str) -> bool {
 pub struct GroupSpec {
     fifo: Option<bool>,
     max_delivery_attempts: Option<i32>,
-    retry_backoff: Option<serde_json::Value>,
+    retry_backoff: Option<RetryBackoff>,
+}
+
+/// How long a nacked message waits before its next delivery when the nack names no delay:
+/// exponential (`initialSeconds · multiplier^(attempt−1)`, at most `maxSeconds`) or a list
+/// (`delaysSeconds[attempt−1]`, the last one repeating). Stored as the group's RocketMQ
+/// `groupRetryPolicy` on every broker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", untagged)]
+pub enum RetryBackoff {
+    Exponential {
+        #[serde(rename = "initialSeconds")]
+        initial_seconds: f64,
+        #[serde(rename = "maxSeconds")]
+        max_seconds: f64,
+        multiplier: u32,
+    },
+    Delays {
+        #[serde(rename = "delaysSeconds")]
+        delays_seconds: Vec<f64>,
+    },
+}
+
+impl RetryBackoff {
+    fn to_policy(&self) -> Result<GroupRetryPolicy, ApiError> {
+        let ms = |secs: f64| -> Result<i64, ApiError> {
+            if secs.is_finite() && (0.0..=(MAX_RETRY_DELAY_MS / 1000) as f64).contains(&secs) {
+                Ok((secs * 1000.0).round() as i64)
+            } else {
+                Err(ApiError::bad_request(
+                    "invalid-field",
+                    format!(
+                        "retryBackoff delays must be 0..={} seconds",
+                        MAX_RETRY_DELAY_MS / 1000
+                    ),
+                ))
+            }
+        };
+        let policy = match self {
+            RetryBackoff::Exponential {
+                initial_seconds,
+                max_seconds,
+                multiplier,
+            } => GroupRetryPolicy::exponential(
+                ms(*initial_seconds)?,
+                ms(*max_seconds)?,
+                i64::from(*multiplier),
+            ),
+            RetryBackoff::Delays { delays_seconds } => GroupRetryPolicy::customized(
+                delays_seconds
+                    .iter()
+                    .map(|s| ms(*s))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        policy
+            .validate()
+            .map_err(|e| ApiError::bad_request("invalid-field", format!("retryBackoff: {e}")))?;
+        Ok(policy)
+    }
 }
 
 #[derive(Deserialize)]
@@ -251,9 +311,11 @@ struct GroupInfo {
     group: String,
     fifo: bool,
     max_delivery_attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_backoff: Option<RetryBackoff>,
 }
 
-/// `PUT /v1/groups/{group}` `{fifo, maxDeliveryAttempts}` on every broker group.
+/// `PUT /v1/groups/{group}` `{fifo, maxDeliveryAttempts, retryBackoff}` on every broker group.
 pub async fn put_group(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
@@ -262,12 +324,11 @@ pub async fn put_group(
 ) -> Result<Response, ApiError> {
     let group = caller.namespace.group(&path.group)?;
     caller.require_admin()?;
-    if spec.retry_backoff.is_some() {
-        return Err(ApiError::bad_request(
-            "unsupported-field",
-            "retryBackoff is not supported yet: a nack's delaySeconds sets each redelivery's delay",
-        ));
-    }
+    let policy = spec
+        .retry_backoff
+        .as_ref()
+        .map(RetryBackoff::to_policy)
+        .transpose()?;
     let attempts = spec.max_delivery_attempts.unwrap_or(17);
     ApiError::check_range(
         attempts,
@@ -279,15 +340,18 @@ pub async fn put_group(
     let mut config = SubscriptionGroupConfig::new(group);
     config.consume_message_orderly = fifo;
     config.retry_max_times = attempts - 1;
+    config.group_retry_policy = policy;
     gateway
         .admin
         .configure_group(&config)
         .await
         .map_err(|e| broker_failure(&gateway, &e, &format!("group {}", path.group)))?;
+    gateway.forget_group_table();
     Ok(json_response(&GroupInfo {
         group: path.group,
         fifo,
         max_delivery_attempts: attempts,
+        retry_backoff: spec.retry_backoff,
     }))
 }
 
@@ -379,4 +443,43 @@ pub async fn reset_offsets(
         .await
         .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?;
     Ok(json_response(&group_offsets_json(&target, offsets)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backoff_parses_both_shapes_and_refuses_the_rest() {
+        let exp: RetryBackoff =
+            serde_json::from_str(r#"{"initialSeconds":0.5,"maxSeconds":60,"multiplier":2}"#)
+                .unwrap();
+        assert_eq!(
+            exp.to_policy().unwrap(),
+            GroupRetryPolicy::exponential(500, 60_000, 2)
+        );
+        let list: RetryBackoff = serde_json::from_str(r#"{"delaysSeconds":[1,5,30]}"#).unwrap();
+        assert_eq!(
+            list.to_policy().unwrap(),
+            GroupRetryPolicy::customized(vec![1_000, 5_000, 30_000])
+        );
+        for bad in [
+            r#"{"delaysSeconds":[1],"extra":1}"#,
+            r#"{"initialSeconds":1}"#,
+            r#"{"delaysSeconds":"1"}"#,
+            r#"[1,2]"#,
+        ] {
+            assert!(serde_json::from_str::<RetryBackoff>(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            r#"{"delaysSeconds":[]}"#,
+            r#"{"delaysSeconds":[-1]}"#,
+            r#"{"delaysSeconds":[86400]}"#,
+            r#"{"initialSeconds":10,"maxSeconds":1,"multiplier":2}"#,
+            r#"{"initialSeconds":1,"maxSeconds":10,"multiplier":0}"#,
+        ] {
+            let parsed: RetryBackoff = serde_json::from_str(bad).unwrap();
+            assert!(parsed.to_policy().is_err(), "{bad}");
+        }
+    }
 }

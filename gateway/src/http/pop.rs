@@ -65,7 +65,9 @@ impl GroupTopic {
             .map_err(|e| ApiError::from_client(&e, &format!("group `{}`", self.client_group)))
     }
 
-    pub fn seal(&self, gateway: &Gateway, receipt: &Receipt) -> String {
+    /// Seals a broker receipt for the client; `delivery_attempt` rides along for the group's
+    /// retry policy.
+    pub fn seal(&self, gateway: &Gateway, receipt: &Receipt, delivery_attempt: u32) -> String {
         gateway.sealer.seal(&ReceiptBody {
             tenant: self.tenant.clone(),
             group: self.client_group.clone(),
@@ -74,25 +76,27 @@ impl GroupTopic {
             queue_id: receipt.queue_id,
             queue_offset: receipt.queue_offset,
             handle: receipt.handle.clone(),
+            delivery_attempt,
         })
     }
 
     /// Opens a client's receipt: 400 when it is forged, altered, or sealed for another tenant,
     /// group or topic.
-    pub fn open(&self, gateway: &Gateway, sealed: &str) -> Result<Receipt, ApiError> {
+    pub fn open(&self, gateway: &Gateway, sealed: &str) -> Result<(Receipt, u32), ApiError> {
         let body = gateway
             .sealer
             .open(sealed, &self.tenant, &self.client_group, &self.client_topic)
             .map_err(|e| {
                 ApiError::bad_request("invalid-receipt", format!("the receipt is invalid: {e}"))
             })?;
-        Ok(Receipt {
+        let receipt = Receipt {
             topic: self.topic.clone(),
             broker_name: body.broker_name,
             queue_id: body.queue_id,
             queue_offset: body.queue_offset,
             handle: body.handle,
-        })
+        };
+        Ok((receipt, body.delivery_attempt))
     }
 
     /// The JSON of a popped message, with its sealed receipt and HTTP queue number.
@@ -107,7 +111,11 @@ impl GroupTopic {
             json.queue_id = queue_number(&route, &popped.message.queue);
         }
         json.delivery_attempt = Some(popped.delivery_attempt);
-        json.receipt = Some(self.seal(gateway, &popped.receipt));
+        json.receipt = Some(self.seal(
+            gateway,
+            &popped.receipt,
+            popped.delivery_attempt.max(1) as u32,
+        ));
         Some(json)
     }
 }
@@ -208,7 +216,7 @@ fn open_all(
     gateway: &Gateway,
     target: &GroupTopic,
     sealed: &[String],
-) -> Result<Vec<Receipt>, ApiError> {
+) -> Result<Vec<(Receipt, u32)>, ApiError> {
     let max = gateway.config.limits.max_receipts;
     if sealed.is_empty() || sealed.len() > max {
         return Err(ApiError::bad_request(
@@ -269,7 +277,10 @@ pub async fn ack(
     Json(request): Json<AckRequest>,
 ) -> Result<Response, ApiError> {
     let target = GroupTopic::resolve(&caller, path)?;
-    let receipts = open_all(&gateway, &target, &request.receipts)?;
+    let receipts: Vec<Receipt> = open_all(&gateway, &target, &request.receipts)?
+        .into_iter()
+        .map(|(receipt, _)| receipt)
+        .collect();
     let consumer = target.consumer(&gateway)?;
     let verdicts = match consumer.ack_many(&receipts).await {
         Ok(verdicts) => verdicts,
@@ -292,7 +303,8 @@ pub async fn ack(
     Ok(json_response(&ReceiptResults { results }))
 }
 
-/// `POST …/messages:nack`: each message becomes visible again after `delaySeconds` (default 0).
+/// `POST …/messages:nack`: each message becomes visible again after `delaySeconds`, or, without
+/// it, after the group's `retryBackoff` for that delivery (0 when the group has none).
 pub async fn nack(
     State(gateway): State<Arc<Gateway>>,
     caller: Caller,
@@ -300,11 +312,27 @@ pub async fn nack(
     Json(request): Json<NackRequest>,
 ) -> Result<Response, ApiError> {
     let target = GroupTopic::resolve(&caller, path)?;
-    let delay = check_invisible(request.delay_seconds.unwrap_or(0), "delaySeconds", 0)?;
-    let receipts = open_all(&gateway, &target, &request.receipts)?;
+    let fixed = request
+        .delay_seconds
+        .map(|secs| check_invisible(secs, "delaySeconds", 0))
+        .transpose()?;
+    let opened = open_all(&gateway, &target, &request.receipts)?;
+    let policy = match fixed {
+        Some(_) => None,
+        None => gateway
+            .retry_policy(&target.group)
+            .await
+            .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?,
+    };
     let consumer = target.consumer(&gateway)?;
-    let nacks = receipts.iter().map(|r| consumer.nack(r, delay));
+    let nacks = opened.iter().map(|(receipt, attempt)| {
+        let delay = fixed
+            .or_else(|| policy.as_ref().map(|p| p.delay(*attempt)))
+            .unwrap_or(Duration::ZERO);
+        consumer.nack(receipt, delay)
+    });
     let verdicts = futures_util::future::join_all(nacks).await;
+    let receipts: Vec<Receipt> = opened.into_iter().map(|(receipt, _)| receipt).collect();
     gateway.windows.released(
         &target.group,
         &target.topic,
@@ -338,7 +366,7 @@ pub async fn change_visibility(
 ) -> Result<Response, ApiError> {
     let target = GroupTopic::resolve(&caller, path)?;
     let invisible = check_invisible(request.invisible_seconds, "invisibleSeconds", 0)?;
-    let receipt = target.open(&gateway, &request.receipt)?;
+    let (receipt, attempt) = target.open(&gateway, &request.receipt)?;
     let consumer = target.consumer(&gateway)?;
     let renewed = match consumer.change_invisibility(&receipt, invisible).await {
         Ok(renewed) => renewed,
@@ -354,6 +382,6 @@ pub async fn change_visibility(
         std::time::Instant::now() + invisible,
     );
     Ok(json_response(&NewReceipt {
-        receipt: target.seal(&gateway, &renewed),
+        receipt: target.seal(&gateway, &renewed, attempt),
     }))
 }

@@ -33,6 +33,12 @@ pub(super) async fn upsert_group(
     if !valid_group(&config.group_name) {
         return bad_group(&config.group_name);
     }
+    if let Some(Err(e)) = config.group_retry_policy.as_ref().map(|p| p.validate()) {
+        return RemotingCommand::error(
+            response::SYSTEM_ERROR,
+            format!("group {}: {e}", config.group_name),
+        );
+    }
     let group = config.group_name.clone();
     let (fifo, retries) = (config.consume_message_orderly, config.retry_max_times);
     match state.off_thread(move |s| s.groups.upsert(config)).await {

@@ -38,7 +38,8 @@ use futures_util::future::join_all;
 use tokio::task::JoinHandle;
 
 use crate::protocol::body::{
-    ClusterInfo, SubscriptionGroupConfig, TopicList, TopicRouteData, decode_json, encode_json,
+    ClusterInfo, SubscriptionGroupConfig, SubscriptionGroupWrapper, TopicList, TopicRouteData,
+    decode_json, encode_json,
 };
 use crate::protocol::codes::{perm, request, response};
 use crate::protocol::headers::{
@@ -283,6 +284,33 @@ impl Admin {
                 .with_body(body.clone())
         })
         .await
+    }
+
+    /// Every consumer group's settings, as one master holds them (GET_ALL_SUBSCRIPTIONGROUP_CONFIG;
+    /// [`Self::configure_group`] writes the same settings to every master). Groups never
+    /// configured are absent: they run with the defaults.
+    pub async fn group_configs(
+        &self,
+    ) -> Result<BTreeMap<String, SubscriptionGroupConfig>, ClientError> {
+        let masters = self.masters().await?;
+        let Some((_, addr)) = masters.iter().next() else {
+            return Err(ClientError::NoBrokerAddress {
+                broker_name: "*".into(),
+            });
+        };
+        let resp = self
+            .broker_call(
+                addr,
+                RemotingCommand::request(request::GET_ALL_SUBSCRIPTIONGROUP_CONFIG),
+            )
+            .await?;
+        let wrapper: SubscriptionGroupWrapper =
+            decode_json(&resp.body).map_err(|reason| ClientError::Decode {
+                what: "subscription group table",
+                addr: addr.clone(),
+                reason,
+            })?;
+        Ok(wrapper.subscription_group_table)
     }
 
     /// Closes every connection and stops the route refresher.
