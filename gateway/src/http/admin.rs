@@ -20,7 +20,7 @@ use tern_core::protocol::retry_policy::{GroupRetryPolicy, MAX_RETRY_DELAY_MS};
 use super::caller::Caller;
 use super::extract::{Json, PathParams, json_response};
 use super::pop::{GroupTopic, GroupTopicPath};
-use super::produce::{TopicPath, broker_failure};
+use super::produce::{TopicPath, broker_failure, routed};
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -124,16 +124,20 @@ async fn topic_info(
     topic: &str,
     client_topic: &str,
 ) -> Result<Response, ApiError> {
-    let route = gateway
-        .routes()
-        .refresh(topic)
-        .await
-        .map_err(|e| broker_failure(gateway, &e, client_topic))?;
-    let offsets = gateway
-        .admin
-        .queue_offsets(topic)
-        .await
-        .map_err(|e| broker_failure(gateway, &e, client_topic))?;
+    let route = routed(
+        gateway,
+        gateway.routes().refresh(topic).await,
+        topic,
+        client_topic,
+    )
+    .await?;
+    let offsets = routed(
+        gateway,
+        gateway.admin.queue_offsets(topic).await,
+        topic,
+        client_topic,
+    )
+    .await?;
     let queues = offsets
         .into_iter()
         .enumerate()
@@ -163,11 +167,13 @@ pub async fn delete_topic(
     let topic = caller.namespace.topic(path.topic())?;
     caller.require_admin()?;
     // 404 for a topic that does not exist (or is another tenant's).
-    gateway
-        .routes()
-        .refresh(&topic)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, path.topic()))?;
+    routed(
+        &gateway,
+        gateway.routes().refresh(&topic).await,
+        &topic,
+        path.topic(),
+    )
+    .await?;
     gateway
         .admin
         .delete_topic(&topic)
@@ -402,11 +408,16 @@ pub async fn offsets(
     PathParams(path): PathParams<GroupTopicPath>,
 ) -> Result<Response, ApiError> {
     let target = GroupTopic::resolve(&caller, path)?;
-    let offsets = gateway
-        .admin
-        .group_offsets(&target.group, &target.topic)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?;
+    let offsets = routed(
+        &gateway,
+        gateway
+            .admin
+            .group_offsets(&target.group, &target.topic)
+            .await,
+        &target.topic,
+        &target.client_topic,
+    )
+    .await?;
     Ok(json_response(&group_offsets_json(&target, offsets)))
 }
 
@@ -437,11 +448,16 @@ pub async fn reset_offsets(
             ));
         }
     };
-    let offsets = gateway
-        .admin
-        .reset_group_offsets(&target.group, &target.topic, to)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, &target.client_topic))?;
+    let offsets = routed(
+        &gateway,
+        gateway
+            .admin
+            .reset_group_offsets(&target.group, &target.topic, to)
+            .await,
+        &target.topic,
+        &target.client_topic,
+    )
+    .await?;
     Ok(json_response(&group_offsets_json(&target, offsets)))
 }
 

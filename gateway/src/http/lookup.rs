@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::caller::Caller;
 use super::extract::{Params, PathParams, json_response};
 use super::message_json::MessageJson;
-use super::produce::{TopicPath, broker_failure};
+use super::produce::{TopicPath, routed};
 use super::queues::queue_number;
 use crate::error::ApiError;
 use crate::state::Gateway;
@@ -41,11 +41,13 @@ pub async fn by_id(
             "message id is 1..=256 characters",
         ));
     }
-    let found = gateway
-        .admin
-        .message_by_id(&topic, &path.message_id)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, &path.topic))?;
+    let found = routed(
+        &gateway,
+        gateway.admin.message_by_id(&topic, &path.message_id).await,
+        &topic,
+        &path.topic,
+    )
+    .await?;
     let json = found
         .and_then(|m| to_json(&gateway, &caller, &topic, &m))
         .ok_or_else(|| ApiError::not_found(format!("message `{}` not found", path.message_id)))?;
@@ -108,11 +110,16 @@ pub async fn by_key(
     }
     let max = query.max.unwrap_or(32);
     ApiError::check_range(max, 1..=MAX_LOOKUP, "invalid-max", "max")?;
-    let found = gateway
-        .admin
-        .messages_by_key(&topic, &query.key, from, to, max as usize)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, path.topic()))?;
+    let found = routed(
+        &gateway,
+        gateway
+            .admin
+            .messages_by_key(&topic, &query.key, from, to, max as usize)
+            .await,
+        &topic,
+        path.topic(),
+    )
+    .await?;
     let messages = found
         .iter()
         .filter_map(|m| to_json(&gateway, &caller, &topic, m))

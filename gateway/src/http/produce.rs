@@ -415,6 +415,19 @@ pub async fn routed_failure(
     api
 }
 
+/// A broker call's result with its failure mapped by [`routed_failure`].
+pub async fn routed<T>(
+    gateway: &Gateway,
+    result: Result<T, ClientError>,
+    topic: &str,
+    client_topic: &str,
+) -> Result<T, ApiError> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(e) => Err(routed_failure(gateway, &e, topic, client_topic).await),
+    }
+}
+
 fn build_message(topic: &str, draft: Draft) -> Message {
     let mut message = Message::new(topic, draft.body);
     if let Some(tag) = draft.tag {

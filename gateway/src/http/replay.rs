@@ -26,7 +26,7 @@ use tern_core::client::{
 use super::caller::Caller;
 use super::extract::{Params, PathParams};
 use super::message_json::MessageJson;
-use super::produce::{TopicPath, broker_failure};
+use super::produce::{TopicPath, broker_failure, routed};
 use super::sse::{event, open_stream, ping_interval, wait_with_pings};
 use crate::error::ApiError;
 use crate::state::Gateway;
@@ -112,11 +112,13 @@ pub async fn replay(
             .map_err(|e| ApiError::bad_request("invalid-query", format!("tag: {e}")))?,
         None => Subscription::all(),
     };
-    let route = gateway
-        .routes()
-        .route(&topic)
-        .await
-        .map_err(|e| broker_failure(&gateway, &e, &client_topic))?;
+    let route = routed(
+        &gateway,
+        gateway.routes().route(&topic).await,
+        &topic,
+        &client_topic,
+    )
+    .await?;
     if route.read_queues.len() > MAX_REPLAY_QUEUES {
         return Err(ApiError::bad_request(
             "too-many-queues",
