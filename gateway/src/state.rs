@@ -87,11 +87,9 @@ impl Gateway {
         };
         let sealer = ReceiptSealer::from_text_keys(&receipt_keys)
             .map_err(|e| StartError::Receipt(e.to_string()))?;
-        let routes = Arc::new(RouteCache::new(
-            client_config.namesrv_addrs.clone(),
-            client_config.request_timeout,
-        ));
-        let refresher = routes.spawn_refresher(client_config.route_refresh);
+        // One connection pool and one route cache serve every client of the gateway, so a
+        // topic change seen by one (an admin call, a failed send) is seen by all.
+        let (routes, refresher) = RouteCache::start(&client_config);
         let remoting = Arc::new(RemotingClient::new());
         let puller = PullConsumer::with_parts(
             client_config.clone(),
@@ -100,8 +98,13 @@ impl Gateway {
             routes.clone(),
         )?;
         Ok(Gateway {
-            producer: Producer::new(client_config.clone(), PRODUCER_GROUP)?,
-            admin: Admin::new(client_config.clone())?,
+            producer: Producer::with_parts(
+                client_config.clone(),
+                PRODUCER_GROUP,
+                remoting.clone(),
+                routes.clone(),
+            )?,
+            admin: Admin::with_parts(client_config.clone(), remoting.clone(), routes.clone())?,
             puller,
             verifier,
             sealer,
@@ -142,7 +145,7 @@ impl Gateway {
         Ok(consumer)
     }
 
-    /// The shared route cache (pulls and pops).
+    /// The route cache every client of the gateway shares.
     pub fn routes(&self) -> &Arc<RouteCache> {
         &self.routes
     }
@@ -209,7 +212,6 @@ impl Gateway {
     /// Closes every broker connection and stops the route refreshers.
     pub fn close(&self) {
         self.producer.shutdown();
-        self.admin.shutdown();
         self.refresher.abort();
         self.routes.close();
         self.remoting.close_all();

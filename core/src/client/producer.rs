@@ -122,11 +122,12 @@ pub struct Producer {
     pub(super) config: ClientConfig,
     group: String,
     pub(super) retries: u32,
-    remoting: RemotingClient,
+    remoting: Arc<RemotingClient>,
     routes: Arc<RouteCache>,
     /// Round-robin position per topic.
     counters: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-    refresher: JoinHandle<()>,
+    /// Set when this producer created its pool and cache (and so closes them).
+    refresher: Option<JoinHandle<()>>,
     closed: AtomicBool,
 }
 
@@ -135,21 +136,31 @@ impl Producer {
     /// called inside a Tokio runtime: it starts the route refresher.
     pub fn new(config: ClientConfig, group: impl Into<String>) -> Result<Producer, ClientError> {
         config.validate()?;
+        let (routes, refresher) = RouteCache::start(&config);
+        let mut producer =
+            Producer::with_parts(config, group, Arc::new(RemotingClient::new()), routes)?;
+        producer.refresher = Some(refresher);
+        Ok(producer)
+    }
+
+    /// A producer over an existing connection pool and route cache (whose owner refreshes and
+    /// closes them), so one process's clients share connections and routes.
+    pub fn with_parts(
+        config: ClientConfig,
+        group: impl Into<String>,
+        remoting: Arc<RemotingClient>,
+        routes: Arc<RouteCache>,
+    ) -> Result<Producer, ClientError> {
         let group = group.into();
         check_group(&group)?;
-        let routes = Arc::new(RouteCache::new(
-            config.namesrv_addrs.clone(),
-            config.request_timeout,
-        ));
-        let refresher = routes.spawn_refresher(config.route_refresh);
         Ok(Producer {
             config,
             group,
             retries: DEFAULT_RETRIES,
-            remoting: RemotingClient::new(),
+            remoting,
             routes,
             counters: Mutex::new(HashMap::new()),
-            refresher,
+            refresher: None,
             closed: AtomicBool::new(false),
         })
     }
@@ -277,13 +288,16 @@ impl Producer {
         self.attempt(&route, prepared, queue, deadline).await
     }
 
-    /// Stops the route refresher and closes every connection; later sends fail with
-    /// [`ClientError::Shutdown`]. Sends in flight fail with a closed connection.
+    /// Later sends fail with [`ClientError::Shutdown`]. A producer that owns its pool and cache
+    /// also stops the route refresher and closes every connection (sends in flight then fail
+    /// with a closed connection).
     pub fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        self.refresher.abort();
-        self.remoting.close_all();
-        self.routes.close();
+        if let Some(refresher) = &self.refresher {
+            refresher.abort();
+            self.remoting.close_all();
+            self.routes.close();
+        }
     }
 
     fn header(
@@ -469,9 +483,12 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        self.refresher.abort();
-        // Connection tasks outlive the pool that made them: close them explicitly.
-        self.remoting.close_all();
+        // Connection tasks outlive the pool that made them: close the ones this producer made.
+        // A pool shared through `with_parts` belongs to its owner.
+        if let Some(refresher) = &self.refresher {
+            refresher.abort();
+            self.remoting.close_all();
+        }
     }
 }
 

@@ -75,11 +75,7 @@ impl PullConsumer<RejectRequests> {
     /// called inside a Tokio runtime: it starts the route refresher.
     pub fn new(config: ClientConfig, group: impl Into<String>) -> Result<Self, ClientError> {
         config.validate()?;
-        let routes = Arc::new(RouteCache::new(
-            config.namesrv_addrs.clone(),
-            config.request_timeout,
-        ));
-        let refresher = routes.spawn_refresher(config.route_refresh);
+        let (routes, refresher) = RouteCache::start(&config);
         let mut consumer =
             PullConsumer::with_parts(config, group, Arc::new(RemotingClient::new()), routes)?;
         consumer.refresher = Some(refresher);

@@ -20,6 +20,7 @@ use crate::protocol::headers::TopicRequestHeader;
 use crate::protocol::{RemotingClient, RemotingCommand};
 
 use super::client_id::random_u64;
+use super::config::ClientConfig;
 use super::error::ClientError;
 
 /// Queues per broker taken from a route at most (the broker's own per-topic limit).
@@ -213,6 +214,18 @@ impl RouteCache {
             timeout,
             slots: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A cache for `config`'s NameServers with its background refresher started (every
+    /// `config.route_refresh`); aborting the handle stops it. Must be called inside a Tokio
+    /// runtime.
+    pub fn start(config: &ClientConfig) -> (Arc<RouteCache>, JoinHandle<()>) {
+        let routes = Arc::new(RouteCache::new(
+            config.namesrv_addrs.clone(),
+            config.request_timeout,
+        ));
+        let refresher = routes.spawn_refresher(config.route_refresh);
+        (routes, refresher)
     }
 
     /// The topic's route: cached, or fetched now. A stale route whose re-fetch fails is still

@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tern_core::client::ClientError;
 use tern_core::client::admin::ResetTarget;
 use tern_core::protocol::body::SubscriptionGroupConfig;
 use tern_core::protocol::codes::perm;
@@ -95,7 +94,6 @@ pub async fn put_topic(
         .create_topic(&topic, queues, bits)
         .await
         .map_err(|e| broker_failure(&gateway, &e, path.topic()))?;
-    reload_routes(&gateway, &topic).await;
     topic_info(&gateway, &topic, path.topic()).await
 }
 
@@ -179,25 +177,7 @@ pub async fn delete_topic(
         .delete_topic(&topic)
         .await
         .map_err(|e| broker_failure(&gateway, &e, path.topic()))?;
-    reload_routes(&gateway, &topic).await;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// After a topic change, reads its route into the gateway's caches at once (a deleted topic's
-/// is dropped). A route only marked stale is still used for up to a second: a produce right
-/// after a DELETE would go to the broker through the deleted topic's route (and a broker that
-/// creates topics would bring it back with its own defaults, not `default_topic_queues`), one
-/// right after a PUT would spread ordering keys over the old queue count.
-async fn reload_routes(gateway: &Gateway, topic: &str) {
-    for routes in [gateway.routes(), gateway.producer.routes()] {
-        match routes.refresh(topic).await {
-            Ok(_) | Err(ClientError::NoRoute { .. }) => {}
-            Err(e) => {
-                tracing::debug!(%topic, error = %e, "route reload after a topic change failed");
-                routes.mark_stale(topic);
-            }
-        }
-    }
 }
 
 #[derive(Serialize)]

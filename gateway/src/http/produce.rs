@@ -291,7 +291,6 @@ async fn send(
             .create_topic(topic, gateway.config.default_topic_queues, 6)
             .await
             .map_err(|e| broker_failure(gateway, &e, client_topic))?;
-        gateway.producer.routes().mark_stale(topic);
         result = attempt().await;
     }
     let mut result = match result {
@@ -405,7 +404,7 @@ pub async fn routed_failure(
     {
         return broker_failure(gateway, error, client_topic);
     }
-    gateway.producer.routes().mark_stale(topic);
+    gateway.routes().mark_stale(topic);
     let api = ApiError::unavailable(
         "no-writable-broker",
         format!("topic `{client_topic}`: no broker group serving it is registered; retry"),

@@ -83,7 +83,8 @@ pub struct Admin {
     routes: Arc<RouteCache>,
     /// Queue and consumer offsets, over `remoting` and `routes`.
     queues: PullConsumer,
-    refresher: JoinHandle<()>,
+    /// Set when this `Admin` created its pool and cache (and so closes them).
+    refresher: Option<JoinHandle<()>>,
     /// The NameServer asked first: the last one that answered.
     namesrv_current: AtomicUsize,
 }
@@ -92,24 +93,31 @@ impl Admin {
     /// Must be called inside a Tokio runtime: it starts the route refresher.
     pub fn new(config: ClientConfig) -> Result<Admin, ClientError> {
         config.validate()?;
-        let routes = Arc::new(RouteCache::new(
-            config.namesrv_addrs.clone(),
-            config.request_timeout,
-        ));
-        let remoting = Arc::new(RemotingClient::new());
+        let (routes, refresher) = RouteCache::start(&config);
+        let mut admin = Admin::with_parts(config, Arc::new(RemotingClient::new()), routes)?;
+        admin.refresher = Some(refresher);
+        Ok(admin)
+    }
+
+    /// An `Admin` over an existing connection pool and route cache (whose owner refreshes and
+    /// closes them).
+    pub fn with_parts(
+        config: ClientConfig,
+        remoting: Arc<RemotingClient>,
+        routes: Arc<RouteCache>,
+    ) -> Result<Admin, ClientError> {
         let queues = PullConsumer::with_parts(
             config.clone(),
             ADMIN_GROUP,
             remoting.clone(),
             routes.clone(),
         )?;
-        let refresher = routes.spawn_refresher(config.route_refresh);
         Ok(Admin {
             config,
             remoting,
             routes,
             queues,
-            refresher,
+            refresher: None,
             namesrv_current: AtomicUsize::new(0),
         })
     }
@@ -200,9 +208,7 @@ impl Admin {
             })
         })
         .await?;
-        if let Err(e) = self.routes.refresh(topic).await {
-            tracing::debug!(topic, error = %e, "route refresh after topic creation failed");
-        }
+        self.reload_route(topic).await;
         Ok(())
     }
 
@@ -258,9 +264,23 @@ impl Admin {
             .collect::<Result<(), _>>()?;
         self.await_routes(topic, "topic deletion", |route| route.is_none())
             .await?;
-        // Fetching now finds no route and drops the cached one.
-        let _ = self.routes.refresh(topic).await;
+        self.reload_route(topic).await;
         Ok(())
+    }
+
+    /// After a topic change, reads its route into the cache at once (a deleted topic's is
+    /// dropped). A route only marked stale is still served for up to a second: a send right
+    /// after a delete would follow the deleted topic's route (and a broker that creates topics
+    /// would bring it back with its own defaults), one right after an update would spread
+    /// ordering keys over the old queue count. When the read fails, the route is marked stale.
+    async fn reload_route(&self, topic: &str) {
+        match self.routes.refresh(topic).await {
+            Ok(_) | Err(ClientError::NoRoute { .. }) => {}
+            Err(e) => {
+                tracing::debug!(topic, error = %e, "route reload after a topic change failed");
+                self.routes.mark_stale(topic);
+            }
+        }
     }
 
     /// Creates or updates a consumer group's settings (FIFO, retries) on every registered master
@@ -313,9 +333,12 @@ impl Admin {
         Ok(wrapper.subscription_group_table)
     }
 
-    /// Closes every connection and stops the route refresher.
+    /// Closes every connection and stops the route refresher, if this `Admin` owns them.
     pub fn shutdown(&self) {
-        self.refresher.abort();
+        let Some(refresher) = &self.refresher else {
+            return;
+        };
+        refresher.abort();
         self.remoting.close_all();
         self.routes.close();
     }

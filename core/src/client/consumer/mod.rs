@@ -218,11 +218,7 @@ impl ConsumerGroup {
             heartbeat: Notify::new(),
             stopped: AtomicBool::new(false),
         });
-        let routes = Arc::new(RouteCache::new(
-            config.namesrv_addrs.clone(),
-            config.request_timeout,
-        ));
-        let refresher = routes.spawn_refresher(config.route_refresh);
+        let (routes, refresher) = RouteCache::start(&config);
         let remoting = Arc::new(RemotingClient::with_handler(handler.clone()));
         let pull = PullConsumer::with_parts(config.clone(), &consumer.group, remoting, routes)?;
         let (tx, rx) = mpsc::channel(consumer.channel_capacity);
