@@ -25,17 +25,29 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+/// The problem document of an [`ApiError`]: the body of an error response, and the `error` of a
+/// batch entry or an SSE `error` event.
 #[derive(Serialize)]
-struct Problem<'a> {
+pub struct Problem {
     #[serde(rename = "type")]
     kind: String,
-    title: &'a str,
+    title: &'static str,
     status: u16,
-    detail: &'a str,
+    detail: String,
     retryable: bool,
 }
 
 impl ApiError {
+    pub fn problem(&self) -> Problem {
+        Problem {
+            kind: format!("{TYPE_BASE}{}", self.slug),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: self.detail.clone(),
+            retryable: self.retryable,
+        }
+    }
+
     pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -191,14 +203,7 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let problem = Problem {
-            kind: format!("{TYPE_BASE}{}", self.slug),
-            title: self.status.canonical_reason().unwrap_or("Error"),
-            status: self.status.as_u16(),
-            detail: &self.detail,
-            retryable: self.retryable,
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(

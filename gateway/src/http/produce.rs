@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +22,7 @@ use super::caller::Caller;
 use super::extract::{Json, PathParams, check_declared_length, json_response, read_body};
 use super::message_json::{MAX_PROPERTIES, check_property, decode_body};
 use super::queues::queue_number;
-use crate::error::ApiError;
+use crate::error::{ApiError, Problem};
 use crate::names::Namespace;
 use crate::state::Gateway;
 
@@ -36,7 +36,7 @@ const PROP_PREFIX: &str = "tern-prop-";
 /// One message ready to send, validated.
 #[derive(Debug, Default)]
 struct Draft {
-    body: Vec<u8>,
+    body: Bytes,
     tag: Option<String>,
     keys: Vec<String>,
     ordering_key: Option<String>,
@@ -84,10 +84,7 @@ pub async fn produce(
         Duration::from_millis(gateway.config.limits.body_read_timeout_ms),
     )
     .await?;
-    let draft = Draft {
-        body: body.to_vec(),
-        ..draft
-    };
+    let draft = Draft { body, ..draft };
     let result = send(&gateway, &topic, &path.topic, draft).await?;
     let mut response = json_response(&produced(&gateway, &result, &caller.namespace));
     if result.replayed {
@@ -479,16 +476,7 @@ struct EntryResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     idempotent_replayed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<EntryError>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EntryError {
-    #[serde(rename = "type")]
-    kind: String,
-    detail: String,
-    retryable: bool,
+    error: Option<Problem>,
 }
 
 /// `POST /v1/topics/{topic}/messages:batch`: every entry is validated and sent on its own and
@@ -594,11 +582,7 @@ pub async fn produce_batch(
                 status: e.status.as_u16(),
                 produced: None,
                 idempotent_replayed: None,
-                error: Some(EntryError {
-                    kind: format!("https://tern.dev/problems/{}", e.slug),
-                    detail: e.detail,
-                    retryable: e.retryable,
-                }),
+                error: Some(e.problem()),
             },
         });
     }
@@ -613,7 +597,7 @@ pub async fn produce_batch(
 }
 
 fn draft_from_entry(entry: BatchEntry, max_bytes: usize) -> Result<Draft, ApiError> {
-    let body = decode_body(&entry.body, entry.body_encoding.as_deref())?;
+    let body = Bytes::from(decode_body(&entry.body, entry.body_encoding.as_deref())?);
     if body.len() > max_bytes {
         return Err(ApiError::too_large(format!(
             "the message body exceeds {max_bytes} bytes"

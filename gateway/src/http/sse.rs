@@ -77,13 +77,8 @@ impl EventSink {
 
     /// Sends a problem as `event: error`.
     pub async fn error(&self, error: &ApiError) -> bool {
-        let data = serde_json::json!({
-            "type": format!("https://tern.dev/problems/{}", error.slug),
-            "status": error.status.as_u16(),
-            "detail": error.detail,
-            "retryable": error.retryable,
-        });
-        self.send(event(None, "error", &data.to_string())).await
+        let data = serde_json::to_string(&error.problem()).unwrap_or_default();
+        self.send(event(None, "error", &data)).await
     }
 
     pub fn gateway(&self) -> &Arc<Gateway> {
