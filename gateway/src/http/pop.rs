@@ -18,7 +18,7 @@ use tern_core::client::{PopConsumer, PoppedMessage, Receipt, ReceiveOptions};
 use super::caller::Caller;
 use super::extract::{Json, PathParams, json_response};
 use super::message_json::MessageJson;
-use super::produce::{broker_failure, routed_failure};
+use super::produce::{broker_failure, routed};
 use super::queues::{check_wait, queue_number};
 use crate::error::ApiError;
 use crate::receipt::ReceiptBody;
@@ -57,6 +57,15 @@ impl GroupTopic {
             client_topic: path.topic,
             tenant: caller.namespace.tenant_name().unwrap_or("").to_string(),
         })
+    }
+
+    /// A broker call's result on this topic, its failure mapped by [`routed`].
+    pub async fn routed<T>(
+        &self,
+        gateway: &Gateway,
+        result: Result<T, tern_core::client::ClientError>,
+    ) -> Result<T, ApiError> {
+        routed(gateway, result, &self.topic, &self.client_topic).await
     }
 
     pub fn consumer(&self, gateway: &Gateway) -> Result<Arc<PopConsumer>, ApiError> {
@@ -159,16 +168,11 @@ pub async fn receive(
         start_at_end: false,
     };
     let consumer = target.consumer(&gateway)?;
-    let popped = match gateway
+    let popped = gateway
         .unless_shutdown(consumer.receive(&target.topic, &options))
         .await
-        .unwrap_or(Ok(Vec::new()))
-    {
-        Ok(popped) => popped,
-        Err(e) => {
-            return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
-        }
-    };
+        .unwrap_or(Ok(Vec::new()));
+    let popped = target.routed(&gateway, popped).await?;
     let bytes = popped.iter().map(|p| p.message.body.len() as u64).sum();
     let messages: Vec<MessageJson> = popped
         .iter()
@@ -282,12 +286,9 @@ pub async fn ack(
         .map(|(receipt, _)| receipt)
         .collect();
     let consumer = target.consumer(&gateway)?;
-    let verdicts = match consumer.ack_many(&receipts).await {
-        Ok(verdicts) => verdicts,
-        Err(e) => {
-            return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
-        }
-    };
+    let verdicts = target
+        .routed(&gateway, consumer.ack_many(&receipts).await)
+        .await?;
     let acked = succeeded(&receipts, &verdicts);
     gateway
         .metrics
@@ -368,12 +369,12 @@ pub async fn change_visibility(
     let invisible = check_invisible(request.invisible_seconds, "invisibleSeconds", 0)?;
     let (receipt, attempt) = target.open(&gateway, &request.receipt)?;
     let consumer = target.consumer(&gateway)?;
-    let renewed = match consumer.change_invisibility(&receipt, invisible).await {
-        Ok(renewed) => renewed,
-        Err(e) => {
-            return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
-        }
-    };
+    let renewed = target
+        .routed(
+            &gateway,
+            consumer.change_invisibility(&receipt, invisible).await,
+        )
+        .await?;
     gateway.windows.renewed(
         &target.group,
         &target.topic,

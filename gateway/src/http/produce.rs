@@ -290,10 +290,7 @@ async fn send(
             .map_err(|e| broker_failure(gateway, &e, client_topic))?;
         result = attempt().await;
     }
-    let mut result = match result {
-        Ok(result) => result,
-        Err(e) => return Err(routed_failure(gateway, &e, topic, client_topic).await),
-    };
+    let mut result = routed(gateway, result, topic, client_topic).await?;
     if result.status != SendStatus::Ok {
         let error = ApiError::unavailable(
             "durability-timeout",

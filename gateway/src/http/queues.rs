@@ -15,7 +15,7 @@ use tern_core::client::{MessageQueue, PullStatus, Subscription, TopicRoute};
 use super::caller::Caller;
 use super::extract::{Params, PathParams, json_response};
 use super::message_json::MessageJson;
-use super::produce::routed_failure;
+use super::produce::routed;
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -87,10 +87,13 @@ pub async fn pull(
     let wait = check_wait(query.wait.unwrap_or(0), limits.max_wait_secs)?;
     let offset = i64::try_from(query.offset)
         .map_err(|_| ApiError::bad_request("invalid-offset", "offset is too large"))?;
-    let route = match gateway.routes().route(&topic).await {
-        Ok(route) => route,
-        Err(e) => return Err(routed_failure(&gateway, &e, &topic, &path.topic).await),
-    };
+    let route = routed(
+        &gateway,
+        gateway.routes().route(&topic).await,
+        &topic,
+        &path.topic,
+    )
+    .await?;
     let queue = queue_at(&route, path.queue_id, &path.topic)?.clone();
     let subscription = Subscription::all();
     let pull = gateway
@@ -106,10 +109,7 @@ pub async fn pull(
                 .await
         }
     };
-    let result = match result {
-        Ok(result) => result,
-        Err(e) => return Err(routed_failure(&gateway, &e, &topic, &path.topic).await),
-    };
+    let result = routed(&gateway, result, &topic, &path.topic).await?;
     let messages: Vec<MessageJson> = match result.status {
         PullStatus::Found => result
             .messages

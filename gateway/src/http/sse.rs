@@ -211,9 +211,9 @@ pub async fn subscribe(
         "maxInFlight",
     )?;
     // Fail fast on an unknown topic instead of opening a stream that can only error.
-    if let Err(e) = gateway.routes().route(&target.topic).await {
-        return Err(routed_failure(&gateway, &e, &target.topic, &target.client_topic).await);
-    }
+    target
+        .routed(&gateway, gateway.routes().route(&target.topic).await)
+        .await?;
     let consumer = target.consumer(&gateway)?;
     let (response, sink) = open_stream(&gateway)?;
     let window = Arc::new(InFlightWindow::new(max_in_flight as usize));
