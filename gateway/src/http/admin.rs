@@ -18,8 +18,9 @@ use tern_core::protocol::retry_policy::{GroupRetryPolicy, MAX_RETRY_DELAY_MS};
 
 use super::caller::Caller;
 use super::extract::{Json, PathParams, json_response};
+use super::failure::{broker_failure, routed};
 use super::pop::{GroupTopic, GroupTopicPath};
-use super::produce::{TopicPath, broker_failure, routed};
+use super::produce::TopicPath;
 use crate::error::ApiError;
 use crate::state::Gateway;
 

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::caller::Caller;
 use super::extract::{Params, PathParams, json_response};
+use super::failure::routed;
 use super::message_json::MessageJson;
-use super::produce::{TopicPath, routed};
+use super::produce::TopicPath;
 use super::queues::queue_number;
 use crate::error::ApiError;
 use crate::state::Gateway;

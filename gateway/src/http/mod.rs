@@ -2,6 +2,7 @@
 //!
 //! - [`caller`]: authentication, tenant namespace, rate limit, scope checks.
 //! - [`extract`]: bodies, JSON, query and path parameters with problem+json rejections.
+//! - [`failure`]: broker failures as HTTP answers (404 only when no broker outage explains it).
 //! - [`message_json`]: messages as JSON; property rules.
 //! - [`produce`]: single and batch produce.
 //! - [`queues`]: HTTP queue numbering and the stateless pull by offset.
@@ -15,6 +16,7 @@
 pub mod admin;
 pub mod caller;
 pub mod extract;
+pub mod failure;
 pub mod health;
 pub mod in_flight;
 pub mod lookup;

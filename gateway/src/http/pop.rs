@@ -17,8 +17,8 @@ use tern_core::client::{PopConsumer, PoppedMessage, Receipt, ReceiveOptions};
 
 use super::caller::Caller;
 use super::extract::{Json, PathParams, json_response};
+use super::failure::{broker_failure, routed};
 use super::message_json::MessageJson;
-use super::produce::{broker_failure, routed};
 use super::queues::{check_wait, queue_number};
 use crate::error::ApiError;
 use crate::receipt::ReceiptBody;

@@ -14,8 +14,8 @@ use tern_core::client::{MessageQueue, PullStatus, Subscription, TopicRoute};
 
 use super::caller::Caller;
 use super::extract::{Params, PathParams, json_response};
+use super::failure::routed;
 use super::message_json::MessageJson;
-use super::produce::routed;
 use crate::error::ApiError;
 use crate::state::Gateway;
 

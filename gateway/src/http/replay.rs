@@ -25,8 +25,9 @@ use tern_core::client::{
 
 use super::caller::Caller;
 use super::extract::{Params, PathParams};
+use super::failure::{broker_failure, routed};
 use super::message_json::MessageJson;
-use super::produce::{TopicPath, broker_failure, routed};
+use super::produce::TopicPath;
 use super::sse::{event, open_stream, ping_interval, wait_with_pings};
 use crate::error::ApiError;
 use crate::state::Gateway;

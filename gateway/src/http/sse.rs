@@ -21,9 +21,9 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::caller::Caller;
 use super::extract::{Params, PathParams};
+use super::failure::{broker_failure, routed_failure};
 use super::in_flight::InFlightWindow;
 use super::pop::{GroupTopic, GroupTopicPath};
-use super::produce::{broker_failure, routed_failure};
 use crate::error::ApiError;
 use crate::state::Gateway;
 
